@@ -254,7 +254,9 @@ def _read_splits(batches_dir, validation_size):
             images = np.empty((n_train, N_FEATURES), dtype=np.uint8)
             targets = np.empty(n_train, dtype=np.int64)
         elif len(labels) != per_batch:
-            raise CIFAR10Error(f"CIFAR-10 batch {name} in {batches_dir} holds {len(labels)} images, not {per_batch}")
+            raise CIFAR10Error(
+                f"CIFAR-10 batch {name} in {batches_dir} holds {len(labels)} images, not {per_batch}"
+            )
         rows = row_of[k * per_batch : (k + 1) * per_batch]
         images[rows], targets[rows] = data, labels
     cut = n_train - validation_size

@@ -1,0 +1,145 @@
+"""What the NumPy and PyTorch trainers share: command line, checks, atomic output, plots."""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+from cifar10_utils import CIFAR10Error
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage block) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(description, default_output_dir):
+    parser = OneLineParser(description=description)
+    parser.add_argument("--hidden_dims", default=[128], type=int, nargs="*",
+                        help='hidden layer sizes, e.g. "256 128"; none for a linear model')  # fmt: skip
+    parser.add_argument("--lr", default=0.1, type=float, help="learning rate")
+    parser.add_argument("--batch_size", default=128, type=int, help="minibatch size")
+    parser.add_argument("--epochs", default=10, type=int, help="max number of epochs")
+    parser.add_argument(
+        "--seed", default=42, type=int, help="seed for weights, shuffling and everything else"
+    )
+    parser.add_argument("--data_dir", default="data/", type=str,
+                        help="directory holding (or to receive) cifar-10-batches-py/")  # fmt: skip
+    parser.add_argument("--output_dir", default=default_output_dir, type=str,
+                        help="where the log (JSON), loss curve (PNG) and best model go")  # fmt: skip
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def check_hyperparameters(hidden_dims, lr, batch_size, epochs):
+    """ValueError for settings no training run can use (checked before any data is read)."""
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if any(h <= 0 for h in hidden_dims):
+        raise ValueError(f"hidden sizes must be > 0, got {list(hidden_dims)}")
+
+
+def check_batch_size(batch_size, n_train):
+    if batch_size > n_train:
+        raise ValueError(f"batch_size {batch_size} exceeds the {n_train} training images")
+
+
+def new_logging_info():
+    """Per-epoch lists (train_loss, train_accuracy, val_accuracy, epoch_time) and every batch's loss."""
+    return {"train_loss": [], "train_accuracy": [], "val_accuracy": [], "batch_loss": [], "epoch_time": []}
+
+
+def log_epoch(logging_info, batch_losses, n_correct, n_seen, val_accuracy, seconds):
+    logging_info["batch_loss"] += batch_losses
+    logging_info["train_loss"].append(sum(batch_losses) / len(batch_losses))
+    logging_info["train_accuracy"].append(n_correct / n_seen)
+    logging_info["val_accuracy"].append(val_accuracy)
+    logging_info["epoch_time"].append(seconds)
+
+
+# ---------------------------------------------------------------- atomic output
+
+
+def atomic_write(path, write):
+    """Call write(file) on a temporary file beside `path`, then rename it into place.
+
+    A crash or Ctrl-C before the rename leaves the old file (or none), never half of one.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.remove(tmp)
+        raise
+
+
+def write_json(path, obj):
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def plot_loss_curve(logging_info, path, title):
+    """Per-batch loss with its per-epoch mean, and train/validation accuracy per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch_loss, epochs = logging_info["batch_loss"], len(logging_info["train_loss"])
+    epoch_axis = range(1, epochs + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    per_epoch = len(batch_loss) / epochs
+    ax_loss.plot([(i + 1) / per_epoch for i in range(len(batch_loss))], batch_loss,
+                 lw=0.5, alpha=0.5, label="per batch")  # fmt: skip
+    ax_loss.plot(epoch_axis, logging_info["train_loss"], "o-", label="epoch mean")
+    ax_loss.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="Training loss")
+    ax_loss.legend()
+    ax_acc.plot(epoch_axis, logging_info["train_accuracy"], "o-", label="training (mean over batches)")
+    ax_acc.plot(epoch_axis, logging_info["val_accuracy"], "s-", label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    ax_acc.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+
+
+def save_run(output_dir, args, logging_info, test_accuracy, save_model, model_name):
+    """Write log.json, loss_curve.png and the model; returns the output directory."""
+    title = (
+        f"{args.get('framework', '')} MLP {args['hidden_dims']}, lr {args['lr']}, "
+        f"batch {args['batch_size']}, seed {args['seed']}: test accuracy {test_accuracy:.4f}"
+    )
+    save_model(os.path.join(output_dir, model_name))
+    plot_loss_curve(logging_info, os.path.join(output_dir, "loss_curve.png"), title)
+    write_json(
+        os.path.join(output_dir, "log.json"),
+        {"args": args, "test_accuracy": test_accuracy, "logging_info": logging_info},
+    )
+    return output_dir
+
+
+def run_cli(main):
+    """Run main(); bad input or an interrupt is one line on stderr and a non-zero exit."""
+    prog = os.path.basename(sys.argv[0])
+    try:
+        main()
+    except (ValueError, CIFAR10Error) as e:
+        _fail(prog, e, 2)
+    except KeyboardInterrupt:
+        _fail(prog, "interrupted (files are written atomically: none is left half-written)", 130)
+
+
+def _fail(prog, message, code):
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(code)

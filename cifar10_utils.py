@@ -125,7 +125,7 @@ class DataLoader:
         self.dataset, self.batch_size = dataset, int(batch_size)
         self.shuffle, self.drop_last, self.return_numpy = shuffle, drop_last, return_numpy
         if seed is None:
-            seed = np.random.randint(2**31)  # follows np.random.seed(), as torch's loader follows torch's
+            seed = np.random.randint(2**31)  # noqa: NPY002 (follows np.random.seed, as torch loaders follow torch)
         self.rng = np.random.default_rng(seed)
         if not return_numpy:
             import torch

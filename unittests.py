@@ -79,7 +79,7 @@ class TestLayers(unittest.TestCase):
             dw, db = layer.grads["weight"], layer.grads["bias"]
             self.assertEqual((dw.shape, db.shape), (w.shape, b.shape))
             for analytic, var in ((dx, x), (dw, w), (db, b)):
-                numeric = eval_numerical_gradient_array(lambda: layer.forward(x), var, dout)
+                numeric = eval_numerical_gradient_array(lambda layer=layer, x=x: layer.forward(x), var, dout)
                 self.assertLess(rel_error(analytic, numeric), 1e-5)
 
     def test_relu_backward(self):

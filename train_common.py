@@ -18,18 +18,28 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser(description, default_output_dir):
     parser = OneLineParser(description=description)
-    parser.add_argument("--hidden_dims", default=[128], type=int, nargs="*",
-                        help='hidden layer sizes, e.g. "256 128"; none for a linear model')  # fmt: skip
+    parser.add_argument(
+        "--hidden_dims",
+        default=[128],
+        type=int,
+        nargs="*",
+        help='hidden layer sizes, e.g. "256 128"; none for a linear model',
+    )
     parser.add_argument("--lr", default=0.1, type=float, help="learning rate")
     parser.add_argument("--batch_size", default=128, type=int, help="minibatch size")
     parser.add_argument("--epochs", default=10, type=int, help="max number of epochs")
     parser.add_argument(
         "--seed", default=42, type=int, help="seed for weights, shuffling and everything else"
     )
-    parser.add_argument("--data_dir", default="data/", type=str,
-                        help="directory holding (or to receive) cifar-10-batches-py/")  # fmt: skip
-    parser.add_argument("--output_dir", default=default_output_dir, type=str,
-                        help="where the log (JSON), loss curve (PNG) and best model go")  # fmt: skip
+    parser.add_argument(
+        "--data_dir", default="data/", type=str, help="directory holding (or to receive) cifar-10-batches-py/"
+    )
+    parser.add_argument(
+        "--output_dir",
+        default=default_output_dir,
+        type=str,
+        help="where the log (JSON), loss curve (PNG) and best model go",
+    )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
     return parser
 
@@ -99,8 +109,13 @@ def plot_loss_curve(logging_info, path, title):
     epoch_axis = range(1, epochs + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     per_epoch = len(batch_loss) / epochs
-    ax_loss.plot([(i + 1) / per_epoch for i in range(len(batch_loss))], batch_loss,
-                 lw=0.5, alpha=0.5, label="per batch")  # fmt: skip
+    ax_loss.plot(
+        [(i + 1) / per_epoch for i in range(len(batch_loss))],
+        batch_loss,
+        lw=0.5,
+        alpha=0.5,
+        label="per batch",
+    )
     ax_loss.plot(epoch_axis, logging_info["train_loss"], "o-", label="epoch mean")
     ax_loss.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="Training loss")
     ax_loss.legend()

@@ -109,13 +109,23 @@ def save_model(model, path):
 
 def main():
     parser = train_common.build_parser(__doc__.splitlines()[0], os.path.join("results", "mlp_numpy"))
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
-                        help="floating type of training (float64 is exact but twice as slow)")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="floating type of training (float64 is exact but twice as slow)",
+    )
     args = parser.parse_args()
     model, _, test_accuracy, logging_info = train(
-        args.hidden_dims, args.lr, args.batch_size, args.epochs, args.seed, args.data_dir,
-        dtype=np.dtype(args.dtype), progress=not args.no_progress,
-    )  # fmt: skip
+        args.hidden_dims,
+        args.lr,
+        args.batch_size,
+        args.epochs,
+        args.seed,
+        args.data_dir,
+        dtype=np.dtype(args.dtype),
+        progress=not args.no_progress,
+    )
     run_args = {"framework": "NumPy", **vars(args)}
     out = train_common.save_run(
         args.output_dir, run_args, logging_info, test_accuracy, lambda p: save_model(model, p), "model.npz"

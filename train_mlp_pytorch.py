@@ -53,7 +53,18 @@ def seed_everything(seed):
     torch.backends.cudnn.benchmark = False
 
 
-def train(hidden_dims, lr, use_batch_norm, batch_size, epochs, seed, data_dir, device="auto", progress=True):
+def train(
+    hidden_dims,
+    lr,
+    use_batch_norm,
+    batch_size,
+    epochs,
+    seed,
+    data_dir,
+    device="auto",
+    progress=True,
+    log_epochs=None,
+):
     """Train an MLP with SGD; keep the best epoch's weights by validation accuracy.
 
     Args:
@@ -63,6 +74,7 @@ def train(hidden_dims, lr, use_batch_norm, batch_size, epochs, seed, data_dir, d
         data_dir: directory with cifar-10-batches-py/ (downloaded there if missing).
         device: 'auto' (CUDA when available), 'cpu' or 'cuda'.
         progress: show a tqdm bar per epoch.
+        log_epochs: print one line per epoch (default: when progress is shown).
 
     Returns:
         model: the MLP with the weights that did best on the validation set.
@@ -113,7 +125,7 @@ def train(hidden_dims, lr, use_batch_norm, batch_size, epochs, seed, data_dir, d
             val_accuracy,
             time.perf_counter() - start,
         )
-        if progress:
+        if log_epochs if log_epochs is not None else progress:
             tqdm.write(
                 f"epoch {epoch + 1:2d}/{epochs}: loss {logging_info['train_loss'][-1]:.4f}, "
                 f"train acc {logging_info['train_accuracy'][-1]:.4f}, val acc {val_accuracy:.4f}"
@@ -130,16 +142,27 @@ def train(hidden_dims, lr, use_batch_norm, batch_size, epochs, seed, data_dir, d
 def main():
     parser = train_common.build_parser(__doc__.splitlines()[0], None)
     parser.add_argument("--use_batch_norm", action="store_true", help="BatchNorm1d after each hidden Linear")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="auto: CUDA when available, else the CPU")  # fmt: skip
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: CUDA when available, else the CPU",
+    )
     args = parser.parse_args()
     if args.output_dir is None:
         name = "mlp_pytorch_batch_norm" if args.use_batch_norm else "mlp_pytorch"
         args.output_dir = os.path.join("results", name)
     model, _, test_accuracy, logging_info = train(
-        args.hidden_dims, args.lr, args.use_batch_norm, args.batch_size, args.epochs, args.seed,
-        args.data_dir, device=args.device, progress=not args.no_progress,
-    )  # fmt: skip
+        args.hidden_dims,
+        args.lr,
+        args.use_batch_norm,
+        args.batch_size,
+        args.epochs,
+        args.seed,
+        args.data_dir,
+        device=args.device,
+        progress=not args.no_progress,
+    )
     run_args = {"framework": "PyTorch", **vars(args)}
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     out = train_common.save_run(

@@ -17,6 +17,7 @@ seed and every run. Shuffling of the training loader is seeded separately
 """
 
 import hashlib
+import http.client
 import os
 import pickle
 import shutil
@@ -220,25 +221,28 @@ def _load_pickle(path):
 
 def _load_batch(path):
     batch = _load_pickle(path)
-    try:
-        data, labels = batch["data"], np.asarray(batch["labels"], dtype=np.int64)
-    except Exception:
-        raise CIFAR10Error(f"corrupt CIFAR-10 file {path} (no 'data'/'labels'): {_redo_hint(path)}") from None
+
+    def corrupt(why):
+        return CIFAR10Error(f"corrupt CIFAR-10 file {path} ({why}): {_redo_hint(path)}")
+
+    if "data" not in batch or "labels" not in batch:
+        raise corrupt("no 'data'/'labels'")
+    data, labels = batch["data"], np.asarray(batch["labels"])
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2):
-        raise CIFAR10Error(f"corrupt CIFAR-10 file {path} ('data' is not a uint8 matrix): {_redo_hint(path)}")
-    if data.shape != (len(labels), N_FEATURES) or len(labels) == 0 or labels.ndim != 1:
-        raise CIFAR10Error(
-            f"corrupt CIFAR-10 file {path} ('data' has shape {data.shape} for {len(labels)} labels, "
-            f"expected (N, {N_FEATURES})): {_redo_hint(path)}"
-        )
+        raise corrupt("'data' is not a uint8 matrix")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise corrupt("'labels' is not a list of integers")
+    if data.shape != (len(labels), N_FEATURES) or len(labels) == 0:
+        raise corrupt(f"'data' has shape {data.shape} for {len(labels)} labels, expected (N, {N_FEATURES})")
     if labels.min() < 0 or labels.max() >= N_CLASSES:
-        raise CIFAR10Error(f"corrupt CIFAR-10 file {path} (labels outside 0..9): {_redo_hint(path)}")
-    return data, labels
+        raise corrupt("labels outside 0..9")
+    return data, labels.astype(np.int64)
 
 
 def _read_splits(batches_dir, validation_size):
     meta_path = os.path.join(batches_dir, META_FILE)
-    if len(_load_pickle(meta_path).get("label_names", ())) != N_CLASSES:
+    label_names = _load_pickle(meta_path).get("label_names")
+    if not isinstance(label_names, (list, tuple)) or len(label_names) != N_CLASSES:
         raise CIFAR10Error(f"corrupt CIFAR-10 file {meta_path} (no 10 label_names): {_redo_hint(meta_path)}")
     test = CIFAR10Split(*_load_batch(os.path.join(batches_dir, TEST_FILE)), "test")
     # Each training batch is written straight to its row in [train | validation],
@@ -320,7 +324,7 @@ def _download(url, archive, md5):
         if _md5(part) != md5:
             raise CIFAR10Error(f"download from {url} is corrupt (MD5 is not {md5}): run again")
         os.replace(part, archive)
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         reason = getattr(e, "reason", None) or e
         raise CIFAR10Error(
             f"cannot download {url} ({reason}): fetch it by hand and put it at {archive}"
@@ -344,7 +348,10 @@ def _extract(archive, data_dir):
         extracted = os.path.join(tmp, BATCHES_DIR)
         if not os.path.isdir(extracted):
             raise CIFAR10Error(f"{archive} holds no {BATCHES_DIR}/: delete it and run again")
-        _read_splits(extracted, 0)  # only verified data takes the final name
+        try:
+            _read_splits(extracted, 0)  # only verified data takes the final name
+        except CIFAR10Error as e:
+            raise CIFAR10Error(f"{archive} holds corrupt data ({e}): delete it and run again") from None
         os.replace(extracted, os.path.join(data_dir, BATCHES_DIR))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,204 @@
+"""Shared fixtures: small made-up CIFAR-10 data sets in the official "python version" format.
+
+The official batches are Python 2 pickles (protocol 2, ``str`` written as
+SHORT_BINSTRING/BINSTRING, arrays rebuilt by ``numpy.core.multiarray._reconstruct``).
+``dump_py2_pickle`` writes that same byte format, so the code under test reads
+exactly the kind of file the real archive holds, only smaller.
+
+    fake = write_fake_cifar(tmp_path / "data", n_per_batch=60, seed=0)
+    data = get_cifar10(fake.data_dir)     # fake.train_images etc. hold what was written
+"""
+
+import os
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# the repository root (cifar10_utils.py, modules.py, ...) importable from any test file
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+LABEL_NAMES = [
+    b"airplane",
+    b"automobile",
+    b"bird",
+    b"cat",
+    b"deer",
+    b"dog",
+    b"frog",
+    b"horse",
+    b"ship",
+    b"truck",
+]
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+# ---------------------------------------------------------------- Python 2 pickles
+
+
+def _py2_int(n):
+    if 0 <= n < 256:
+        return b"K" + struct.pack("<B", n)  # BININT1
+    if 0 <= n < 65536:
+        return b"M" + struct.pack("<H", n)  # BININT2
+    return b"J" + struct.pack("<i", n)  # BININT
+
+
+def _py2_str(s):
+    if isinstance(s, str):
+        s = s.encode("latin1")
+    if len(s) < 256:
+        return b"U" + struct.pack("<B", len(s)) + s  # SHORT_BINSTRING
+    return b"T" + struct.pack("<i", len(s)) + s  # BINSTRING
+
+
+def _py2_dtype(dtype):
+    order, code = dtype.str[0], dtype.str[1:]
+    return (
+        b"cnumpy\ndtype\n"
+        + _py2_str(code)
+        + _py2_int(0)
+        + _py2_int(1)
+        + b"\x87R"  # TUPLE3, REDUCE
+        + b"("
+        + _py2_int(3)
+        + _py2_str(order)
+        + b"NNN"
+        + _py2_int(-1)
+        + _py2_int(-1)
+        + _py2_int(0)
+        + b"tb"  # TUPLE, BUILD
+    )
+
+
+def _py2_obj(obj):
+    if isinstance(obj, bool):
+        return b"\x88" if obj else b"\x89"
+    if isinstance(obj, (int, np.integer)):
+        return _py2_int(int(obj))
+    if isinstance(obj, (bytes, str)):
+        return _py2_str(obj)
+    if obj is None:
+        return b"N"
+    if isinstance(obj, list):
+        return b"](" + b"".join(_py2_obj(x) for x in obj) + b"e"  # EMPTY_LIST, MARK, ..., APPENDS
+    if isinstance(obj, dict):
+        return b"}(" + b"".join(_py2_obj(k) + _py2_obj(v) for k, v in obj.items()) + b"u"  # ..., SETITEMS
+    if isinstance(obj, np.ndarray):
+        dims = b"".join(_py2_int(n) for n in obj.shape)
+        shape = dims + b"\x85\x86\x87"[obj.ndim - 1 : obj.ndim] if 1 <= obj.ndim <= 3 else b"(" + dims + b"t"
+        return (
+            b"cnumpy.core.multiarray\n_reconstruct\n"
+            + b"cnumpy\nndarray\n"
+            + _py2_int(0)
+            + b"\x85"  # TUPLE1
+            + _py2_str(b"b")
+            + b"\x87R"  # TUPLE3, REDUCE
+            + b"("
+            + _py2_int(1)
+            + shape
+            + _py2_dtype(obj.dtype)
+            + b"\x89"  # not Fortran order
+            + _py2_str(np.ascontiguousarray(obj).tobytes())
+            + b"tb"
+        )
+    raise TypeError(f"cannot write {type(obj).__name__} as a Python 2 pickle")
+
+
+def dump_py2_pickle(obj, path):
+    """Write ``obj`` (dict/list/int/bytes/str/None/ndarray) as Python 2's cPickle protocol 2 would."""
+    Path(path).write_bytes(b"\x80\x02" + _py2_obj(obj) + b".")
+
+
+def write_batch(path, data, labels, batch_label=b"batch"):
+    """One batch file as in the official archive: bytes keys, labels a list of ints."""
+    if isinstance(labels, (list, np.ndarray)):
+        labels = [int(y) if isinstance(y, np.integer) else y for y in labels]
+    names = [b"fake_%05d.png" % i for i in range(len(data))]
+    dump_py2_pickle(
+        {b"batch_label": batch_label, b"labels": labels, b"data": data, b"filenames": names}, path
+    )
+
+
+def write_meta(path, label_names=LABEL_NAMES):
+    dump_py2_pickle(
+        {b"num_cases_per_batch": 10000, b"label_names": list(label_names), b"num_vis": 3072}, path
+    )
+
+
+# ---------------------------------------------------------------- fake data sets
+
+
+@dataclass
+class FakeCifar:
+    """What ``write_fake_cifar`` wrote: pixels (N, 3072) uint8 in file order, labels (N,) int64."""
+
+    data_dir: Path  # holds cifar-10-batches-py/
+    batches_dir: Path
+    n_per_batch: int
+    train_images: np.ndarray  # data_batch_1..5 concatenated
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+def make_images_labels(n, rng):
+    """n random images covering the full 0..255 range, and labels covering 0..9 when n >= 10."""
+    images = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+    if n:
+        images[0, 0], images[-1, -1] = 0, 255
+    labels = rng.permutation(np.arange(n) % 10).astype(np.int64)
+    return images, labels
+
+
+def write_fake_cifar(root, n_per_batch=60, seed=0, n_test=None):
+    """Write ``root/cifar-10-batches-py/`` with 5 training batches, the test batch and batches.meta.
+
+    Every batch holds ``n_per_batch`` images (the test batch ``n_test``, default the same), each
+    with every class when it holds at least 10. Returns a FakeCifar with the arrays written.
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    batches_dir = root / "cifar-10-batches-py"
+    batches_dir.mkdir(parents=True, exist_ok=True)
+    train_images, train_labels = [], []
+    for k, name in enumerate(TRAIN_FILES):
+        images, labels = make_images_labels(n_per_batch, rng)
+        write_batch(batches_dir / name, images, labels, b"training batch %d of 5" % (k + 1))
+        train_images.append(images)
+        train_labels.append(labels)
+    test_images, test_labels = make_images_labels(n_per_batch if n_test is None else n_test, rng)
+    write_batch(batches_dir / "test_batch", test_images, test_labels, b"testing batch 1 of 1")
+    write_meta(batches_dir / "batches.meta")
+    return FakeCifar(
+        data_dir=root,
+        batches_dir=batches_dir,
+        n_per_batch=n_per_batch,
+        train_images=np.concatenate(train_images),
+        train_labels=np.concatenate(train_labels),
+        test_images=test_images,
+        test_labels=test_labels,
+    )
+
+
+@pytest.fixture
+def fake_cifar_writer():
+    """The ``write_fake_cifar(root, n_per_batch=60, seed=0)`` helper, for tests needing other sizes."""
+    return write_fake_cifar
+
+
+@pytest.fixture
+def fake_cifar(tmp_path):
+    """A FakeCifar of 5 x 60 training and 60 test images under ``tmp_path/data``."""
+    return write_fake_cifar(tmp_path / "data")
+
+
+@pytest.fixture
+def fake_cifar_dir(fake_cifar):
+    """``data_dir`` (a str, as users pass it) holding a fake ``cifar-10-batches-py/``."""
+    return os.fspath(fake_cifar.data_dir)

@@ -48,6 +48,19 @@ def run_key(run):
     return (tuple(run["hidden_dims"]), run["use_batch_norm"], run["seed"])
 
 
+RUN_FIELDS = {
+    "hidden_dims",
+    "use_batch_norm",
+    "seed",
+    "train_accuracy",
+    "train_loss",
+    "val_accuracy",
+    "best_epoch",
+    "test_accuracy",
+    "wall_time",
+}
+
+
 def load_results(results_filename):
     """The parsed results file; ValueError naming the file when it is not a results file."""
     try:
@@ -59,7 +72,12 @@ def load_results(results_filename):
         raise ValueError(
             f"results file {results_filename} is not valid JSON ({e}); move it away or use --fresh"
         ) from None
-    if not (isinstance(results, dict) and isinstance(results.get("runs"), list) and "settings" in results):
+    if not (
+        isinstance(results, dict)
+        and isinstance(results.get("settings"), dict)
+        and isinstance(results.get("runs"), list)
+        and all(isinstance(run, dict) and RUN_FIELDS <= run.keys() for run in results["runs"])
+    ):
         raise ValueError(f"{results_filename} is not a batch-norm results file; move it away or use --fresh")
     return results
 
@@ -79,6 +97,8 @@ def train_models(results_filename, data_dir="data/", fresh=False, progress=True,
     from train_mlp_pytorch import train  # torch is needed to train, not to plot
 
     settings = study_settings(**settings)
+    if len(set(settings["seeds"])) != len(settings["seeds"]):
+        raise ValueError(f"seeds must differ from each other, got {settings['seeds']}")
     results = {"settings": settings, "runs": []}
     if os.path.exists(results_filename) and not fresh:
         results = load_results(results_filename)
@@ -189,7 +209,11 @@ def plot_results(results_filename, figure_dir=None):
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.38
     for j, bn in enumerate((False, True)):
-        stats = [next(r for r in rows if r["dims"] == dims and r["bn"] == bn) for dims in architectures]
+        # an interrupted study may lack some bars: they stay empty
+        empty = {"mean": np.nan, "std": np.nan}
+        stats = [
+            next((r for r in rows if r["dims"] == dims and r["bn"] == bn), empty) for dims in architectures
+        ]
         ax.bar(
             np.arange(len(architectures)) + (j - 0.5) * width,
             [s["mean"] for s in stats],

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -86,6 +87,7 @@ def atomic_write(path, write):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any file
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
@@ -94,8 +96,26 @@ def atomic_write(path, write):
         raise
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json(path, obj):
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+    """Indented, strict JSON: a diverged run's NaN or inf losses are written as null."""
+    text = json.dumps(_finite(obj), indent=2, allow_nan=False)
+    atomic_write(path, lambda f: f.write((text + "\n").encode()))
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def plot_loss_curve(logging_info, path, title):

@@ -290,7 +290,10 @@ def fetch_cifar10(data_dir, url=None, md5=None):
     """
     url = url or os.environ.get("CIFAR10_URL") or URL
     md5 = md5 or os.environ.get("CIFAR10_MD5") or ARCHIVE_MD5
-    os.makedirs(data_dir, exist_ok=True)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as e:
+        raise CIFAR10Error(f"cannot use {data_dir} as the data directory ({e.strerror})") from None
     archive = os.path.join(data_dir, ARCHIVE_NAME)
     if os.path.exists(archive):
         if _md5(archive) != md5:

@@ -47,14 +47,25 @@ def build_parser(description, default_output_dir):
 
 def check_hyperparameters(hidden_dims, lr, batch_size, epochs):
     """ValueError for settings no training run can use (checked before any data is read)."""
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+    if not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if any(h <= 0 for h in hidden_dims):
         raise ValueError(f"hidden sizes must be > 0, got {list(hidden_dims)}")
+
+
+def check_output_dir(path):
+    """ValueError, before any training, when results could not be written to `path`."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"output directory {path} is an existing file")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to output directory {path} ({existing} is not a writable directory)")
 
 
 def check_batch_size(batch_size, n_train):

@@ -116,6 +116,7 @@ def main():
         help="floating type of training (float64 is exact but twice as slow)",
     )
     args = parser.parse_args()
+    train_common.check_output_dir(args.output_dir)
     model, _, test_accuracy, logging_info = train(
         args.hidden_dims,
         args.lr,

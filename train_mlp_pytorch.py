@@ -45,6 +45,12 @@ def evaluate_model(model, data_loader):
     return n_correct / n_seen
 
 
+def available_cores():
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (the global RNG too, for code that uses it)
@@ -85,7 +91,7 @@ def train(
     """
     train_common.check_hyperparameters(hidden_dims, lr, batch_size, epochs)
     device = select_device(device)
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(available_cores())
     seed_everything(seed)
     cifar10 = cifar10_utils.get_cifar10(data_dir)
     train_common.check_batch_size(batch_size, len(cifar10["train"]))
@@ -152,6 +158,7 @@ def main():
     if args.output_dir is None:
         name = "mlp_pytorch_batch_norm" if args.use_batch_norm else "mlp_pytorch"
         args.output_dir = os.path.join("results", name)
+    train_common.check_output_dir(args.output_dir)
     model, _, test_accuracy, logging_info = train(
         args.hidden_dims,
         args.lr,

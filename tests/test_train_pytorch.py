@@ -1,0 +1,537 @@
+"""mlp_pytorch.py and train_mlp_pytorch.py: the model against the NumPy one, batch norm, initialization,
+devices, evaluation, train() and the command line.
+
+Everything runs on made-up CIFAR-10 batches (tests/conftest.py): 5 x 1100 training images, of which
+get_cifar10's default 5000 go to validation, leaving 500 to train on (15 batches of 32 per epoch),
+and 100 test images. The script runs in its own process four times (two runs that train, two bad
+inputs that get as far as the data or the device), all started together once for the module, with
+CIFAR10_URL pointing at a closed port so that nothing can reach the network; the other bad inputs run
+the script's main() in this process, through the same run_cli, which is much faster than importing
+torch again for each.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT, write_batch, write_fake_cifar, write_meta
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import cifar10_utils  # noqa: E402
+import mlp_numpy  # noqa: E402
+import mlp_pytorch  # noqa: E402
+import train_common  # noqa: E402
+import train_mlp_pytorch as tp  # noqa: E402
+from mlp_pytorch import MLP  # noqa: E402
+from modules import CrossEntropyModule, LinearModule  # noqa: E402
+
+N_PER_BATCH, N_TEST, N_VAL = 1100, 100, 5000
+N_TRAIN = 5 * N_PER_BATCH - N_VAL  # 500
+HIDDEN, LR, BATCH, EPOCHS = [16], 0.1, 32, 2
+BATCHES_PER_EPOCH = N_TRAIN // BATCH
+# With these seeds the first epoch has the better validation accuracy on the random-label set, so
+# returning the last epoch's weights instead of the best ones changes the numbers checked below.
+SEED = {False: 2, True: 0}
+PNG = b"\x89PNG\r\n\x1a\n"
+SCRIPT = "train_mlp_pytorch.py"
+OUTPUT_FILES = {"log.json", "loss_curve.png", "model.pt"}
+CUDA = torch.cuda.is_available()
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Random labels, 500 training / 5000 validation / 100 test images."""
+    root = tmp_path_factory.mktemp("random") / "data"
+    write_fake_cifar(root, n_per_batch=N_PER_BATCH, seed=0, n_test=N_TEST)
+    return os.fspath(root)
+
+
+@pytest.fixture(scope="module")
+def learnable_dir(tmp_path_factory):
+    """Noise images whose label is written into them: pixels [100 c, 100 c + 100) of class c are 255."""
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("learnable") / "data"
+    batches = root / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+
+    def images_labels(n):
+        labels = rng.permutation(np.arange(n) % 10)
+        images = rng.integers(0, 128, size=(n, 3072), dtype=np.uint8)
+        for c in range(10):
+            images[np.ix_(labels == c, np.arange(100 * c, 100 * c + 100))] = 255
+        return images, labels
+
+    for k in range(1, 6):
+        write_batch(batches / f"data_batch_{k}", *images_labels(N_PER_BATCH))
+    write_batch(batches / "test_batch", *images_labels(N_TEST))
+    write_meta(batches / "batches.meta")
+    return os.fspath(root)
+
+
+@pytest.fixture(scope="module")
+def loaders(data_dir):
+    return cifar10_utils.get_dataloader(cifar10_utils.get_cifar10(data_dir), 1000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def train_once(data_dir):
+    """train_once(use_batch_norm): the train() result for the module's settings, trained once on the CPU."""
+    cache = {}
+
+    def get(bn):
+        if bn not in cache:
+            cache[bn] = tp.train(
+                HIDDEN, LR, bn, BATCH, EPOCHS, SEED[bn], data_dir, device="cpu", progress=False
+            )
+        return cache[bn]
+
+    return get
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "batch_norm"])
+def trained(request, train_once):
+    """(use_batch_norm, train() result) with and without batch norm."""
+    return request.param, train_once(request.param)
+
+
+def linears(model):
+    return [m for m in model.layers if isinstance(m, nn.Linear)]
+
+
+def closed_port_url():
+    """A URL on 127.0.0.1 where nothing listens: a download from it fails at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
+
+
+CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+_started = []
+
+
+def start_cli(args, cwd=REPO_ROOT):
+    """Start the script; on Linux each run is pinned to one CPU, round robin, so it trains on one thread."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CIFAR10_URL", "CIFAR10_MD5")}
+    env.update(CIFAR10_URL=closed_port_url(), MPLBACKEND="Agg")
+    cpu = CPUS[len(_started) % len(CPUS)] if CPUS else None
+    _started.append(cpu)
+    return subprocess.Popen(
+        [sys.executable, os.fspath(REPO_ROOT / SCRIPT), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """train() sets torch's threads to the CPUs it may use; here one, like the pinned command line runs.
+
+    On a busy machine torch's spinning worker threads turn a 0.1 s training run into several seconds.
+    """
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+        yield
+    torch.set_num_threads(threads)
+
+
+def tiny_args(data_dir, bn, epochs=EPOCHS):
+    args = ["--hidden_dims", *map(str, HIDDEN), "--lr", str(LR), "--batch_size", str(BATCH)]
+    args += ["--epochs", str(epochs), "--seed", str(SEED[bn]), "--data_dir", os.fspath(data_dir)]
+    return [*args, "--no_progress", "--device", "cpu"] + (["--use_batch_norm"] if bn else [])
+
+
+# ---------------------------------------------------------------- the model
+
+
+@pytest.mark.parametrize("n_hidden", [[], [7], [16, 8]], ids=str)
+def test_same_probabilities_and_gradients_as_the_numpy_mlp(n_hidden):
+    rng = np.random.default_rng(0)
+    n_in, n_classes, s = 12, 5, 9
+    np_mlp = mlp_numpy.MLP(n_in, n_hidden, n_classes, rng=rng)  # float64
+    for lin in np_mlp.linears:  # nonzero biases, so that a bias mix-up shows
+        lin.params["bias"][...] = rng.normal(scale=0.3, size=lin.params["bias"].shape)
+    t_mlp = MLP(n_in, n_hidden, n_classes).double()
+    assert len(linears(t_mlp)) == len(np_mlp.linears)
+    with torch.no_grad():
+        for t_lin, n_lin in zip(linears(t_mlp), np_mlp.linears, strict=True):
+            t_lin.weight.copy_(torch.from_numpy(n_lin.params["weight"]))
+            t_lin.bias.copy_(torch.from_numpy(n_lin.params["bias"][0]))
+    x, y = rng.standard_normal((s, n_in)), rng.integers(0, n_classes, s)
+
+    ce = CrossEntropyModule()
+    probs = np_mlp.forward(x)
+    loss = ce.forward(probs, y)
+    np_mlp.backward(ce.backward(probs, y))
+
+    logits = t_mlp(torch.from_numpy(x))
+    t_loss = nn.CrossEntropyLoss()(logits, torch.from_numpy(y))
+    t_loss.backward()
+
+    assert logits.dtype == torch.float64
+    np.testing.assert_allclose(torch.softmax(logits, dim=1).detach().numpy(), probs, rtol=1e-10, atol=1e-14)
+    assert t_loss.item() == pytest.approx(loss, rel=1e-10)
+    for t_lin, n_lin in zip(linears(t_mlp), np_mlp.linears, strict=True):
+        np.testing.assert_allclose(t_lin.weight.grad.numpy(), n_lin.grads["weight"], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(t_lin.bias.grad.numpy(), n_lin.grads["bias"][0], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("n_hidden", [[], [7], [7, 5], [6, 5, 4]], ids=str)
+def test_batch_norm_once_per_hidden_layer_between_linear_and_relu(n_hidden):
+    with_bn = [type(m) for m in MLP(10, n_hidden, 3, use_batch_norm=True).layers]
+    assert with_bn == [nn.Linear, nn.BatchNorm1d, nn.ReLU] * len(n_hidden) + [nn.Linear]
+    bns = [m for m in MLP(10, n_hidden, 3, use_batch_norm=True).modules() if isinstance(m, nn.BatchNorm1d)]
+    assert [bn.num_features for bn in bns] == n_hidden
+
+    plain = MLP(10, n_hidden, 3)
+    assert [type(m) for m in plain.layers] == [nn.Linear, nn.ReLU] * len(n_hidden) + [nn.Linear]
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in plain.modules())
+    assert [(m.in_features, m.out_features) for m in linears(plain)] == list(
+        zip([10, *n_hidden], [*n_hidden, 3], strict=True)
+    )
+
+
+def test_eval_mode_makes_each_output_independent_of_the_batch():
+    torch.manual_seed(0)
+    model = MLP(10, [8, 6], 3, use_batch_norm=True).double()
+    for _ in range(5):  # running statistics far from their initial 0 mean / 1 variance
+        model(torch.randn(16, 10, dtype=torch.float64) * 3 + 2)
+    x = torch.randn(8, 10, dtype=torch.float64)
+    others = torch.randn(7, 10, dtype=torch.float64) * 5
+
+    model.eval()
+    alone = model(x[:1])[0]
+    assert torch.allclose(model(x)[0], alone, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(model(torch.cat([x[:1], others]))[0], alone, rtol=1e-12, atol=1e-12)
+
+    model.train()
+    in_x = model(x)[0]
+    in_others = model(torch.cat([x[:1], others]))[0]
+    assert not torch.allclose(in_x, in_others, rtol=1e-3, atol=1e-3)  # batch statistics in training
+
+
+def test_initialization_variances_match_the_numpy_linear_module():
+    torch.manual_seed(0)
+    for bn in (False, True):
+        model = MLP(2000, [1000, 1000], 10, use_batch_norm=bn)
+        rng = np.random.default_rng(0)
+        for i, lin in enumerate(linears(model)):
+            fan_in = lin.in_features
+            expected = (1.0 if i == 0 else 2.0) / fan_in  # pixels in the first layer, ReLU outputs after
+            w = lin.weight.detach().double()
+            assert w.var().item() == pytest.approx(expected, rel=0.05), (i, bn)
+            assert abs(w.mean().item()) < 0.1 * expected**0.5
+            assert torch.count_nonzero(lin.bias) == 0
+            numpy_twin = LinearModule(fan_in, lin.out_features, input_layer=i == 0, rng=rng)
+            assert w.var().item() == pytest.approx(numpy_twin.params["weight"].var(), rel=0.05), (i, bn)
+
+
+def test_image_and_flat_inputs_give_the_same_logits():
+    torch.manual_seed(0)
+    model = MLP(3072, [16], 10)
+    images = torch.randn(5, 3, 32, 32)
+    logits = model(images)
+    assert logits.shape == (5, 10)
+    assert torch.equal(logits, model(images.reshape(5, 3072)))
+
+
+def test_repr_and_device():
+    assert "use_batch_norm=True" in str(MLP(20, [8], 3, use_batch_norm=True))
+    assert "use_batch_norm=False" in str(MLP(20, [8], 3))
+    model = MLP(20, [8], 3)
+    assert model.device == next(model.parameters()).device == torch.device("cpu")
+    assert model.to("meta").device.type == "meta"  # read from the parameters, wherever they are
+
+
+def test_select_device():
+    assert mlp_pytorch.select_device("cpu") == torch.device("cpu")
+    assert mlp_pytorch.select_device("auto") == torch.device("cuda" if CUDA else "cpu")
+    assert mlp_pytorch.select_device() == mlp_pytorch.select_device("auto")
+
+
+@pytest.mark.skipif(CUDA, reason="CUDA is available here")
+def test_select_device_cuda_without_cuda_is_a_clear_value_error():
+    with pytest.raises(ValueError, match="CUDA"):
+        mlp_pytorch.select_device("cuda")
+
+
+# ---------------------------------------------------------------- accuracy and evaluate_model
+
+
+def test_accuracy_on_hand_made_predictions():
+    predictions = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [-1.0, -3.0, -2.0]])
+    assert tp.accuracy(predictions, torch.tensor([1, 0, 2, 0])) == 1.0
+    assert tp.accuracy(predictions, torch.tensor([1, 0, 0, 1])) == 0.5
+    result = tp.accuracy(predictions, torch.tensor([1, 1, 2, 0]))
+    assert result == 0.75 and isinstance(result, float)
+
+
+class SpyMLP(MLP):
+    """Records, for each forward call, whether gradients were on and whether it was in training mode."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append((torch.is_grad_enabled(), self.training))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("start_training", [True, False])
+def test_evaluate_model_without_grad_in_eval_mode_then_restores_the_mode(start_training):
+    torch.manual_seed(0)
+    model = SpyMLP(12, [8], 4, use_batch_norm=True)
+    model(torch.randn(32, 12) + 1)  # running statistics away from their initial values
+    model.calls.clear()
+    model.train(start_training)
+    x, y = torch.randn(23, 12), torch.randint(0, 4, (23,))
+    loader = [(x[i : i + 5], y[i : i + 5]) for i in range(0, 23, 5)]  # 5, 5, 5, 5, 3
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+
+    result = tp.evaluate_model(model, loader)
+
+    assert model.calls == [(False, False)] * len(loader)
+    assert model.training == start_training
+    assert all(m.training == start_training for m in model.modules())
+    assert all(torch.equal(stats[k], v) for k, v in model.state_dict().items())  # running stats untouched
+    with torch.no_grad():
+        model.eval()
+        expected = (model(x).argmax(dim=1) == y).double().mean().item()
+    assert result == pytest.approx(expected, abs=1e-12)
+    assert result == pytest.approx(tp.evaluate_model(model, [(x, y)]), abs=1e-12)
+    assert result == pytest.approx(
+        tp.evaluate_model(model, [(x[i : i + 1], y[i : i + 1]) for i in range(23)])
+    )
+
+
+def test_evaluate_model_weights_batches_by_their_size():
+    # 10 samples in batches of 7 and 3: 7/7 and 0/3 right is 0.7 overall (a mean over batches gives 0.5)
+    model = MLP(4, [], 10)
+    with torch.no_grad():
+        linears(model)[0].weight.zero_()
+        linears(model)[0].bias.copy_(torch.arange(10.0))  # always predicts class 9
+    x = torch.zeros(10, 4)
+    y = torch.tensor([9] * 7 + [0] * 3)
+    assert tp.evaluate_model(model, [(x[:7], y[:7]), (x[7:], y[7:])]) == pytest.approx(0.7)
+
+
+# ---------------------------------------------------------------- train()
+
+
+def test_train_returns_the_documented_results(trained):
+    bn, (model, val_accuracies, test_accuracy, info) = trained
+    assert isinstance(model, MLP) and model.use_batch_norm == bn
+    assert any(isinstance(m, nn.BatchNorm1d) for m in model.modules()) == bn
+    assert model.device.type == "cpu" and info["device"] == "cpu"
+    assert [tuple(lin.weight.shape) for lin in linears(model)] == [(16, 3072), (10, 16)]
+    assert len(val_accuracies) == EPOCHS and all(0.0 <= a <= 1.0 for a in val_accuracies)
+    assert list(val_accuracies) == info["val_accuracy"]
+    assert isinstance(test_accuracy, float) and 0.0 <= test_accuracy <= 1.0
+    assert test_accuracy * N_TEST == pytest.approx(round(test_accuracy * N_TEST))
+    assert {"train_loss", "train_accuracy", "val_accuracy", "batch_loss", "epoch_time", "best_epoch"} <= set(
+        info
+    )
+    for key in ("train_loss", "train_accuracy", "val_accuracy", "epoch_time"):
+        assert len(info[key]) == EPOCHS, key
+    assert len(info["batch_loss"]) == EPOCHS * BATCHES_PER_EPOCH
+    assert all(isinstance(v, float) and np.isfinite(v) for v in info["batch_loss"])
+    for e in range(EPOCHS):
+        epoch_losses = info["batch_loss"][e * BATCHES_PER_EPOCH : (e + 1) * BATCHES_PER_EPOCH]
+        assert info["train_loss"][e] == pytest.approx(np.mean(epoch_losses))
+    assert info["best_epoch"] == int(np.argmax(val_accuracies)) + 1
+    json.dumps(info)
+
+
+def test_returned_model_is_the_best_by_validation(trained, loaders):
+    _, (model, val_accuracies, test_accuracy, _) = trained
+    assert tp.evaluate_model(model, loaders["validation"]) == max(val_accuracies)
+    assert tp.evaluate_model(model, loaders["test"]) == test_accuracy
+
+
+def test_batch_norm_running_statistics_were_trained(train_once):
+    model = train_once(True)[0]
+    norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm1d))
+    assert norm.num_batches_tracked.item() > 0
+    assert not torch.allclose(norm.running_mean, torch.zeros_like(norm.running_mean))
+
+
+@pytest.mark.parametrize("bn", [False, True], ids=["plain", "batch_norm"])
+def test_train_learns_a_learnable_set(learnable_dir, bn):
+    # lr 0.01: the 255-valued blocks are far from the normalized range, 0.1 overshoots on this set
+    _, val_accuracies, test_accuracy, info = tp.train(
+        [32], 0.01, bn, BATCH, 2, 0, learnable_dir, device="cpu", progress=False
+    )
+    assert info["train_loss"][-1] < info["train_loss"][0] / 2
+    assert max(val_accuracies) > 0.9 and test_accuracy > 0.9
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(trained, data_dir):
+    bn, (model, val_accuracies, test_accuracy, info) = trained
+    model2, val2, test2, info2 = tp.train(
+        HIDDEN, LR, bn, BATCH, EPOCHS, SEED[bn], data_dir, device="cpu", progress=False
+    )
+    assert info2["batch_loss"] == info["batch_loss"]
+    assert val2 == val_accuracies and test2 == test_accuracy
+    state, state2 = model.state_dict(), model2.state_dict()
+    assert state.keys() == state2.keys()
+    assert all(torch.equal(state[k], state2[k]) for k in state)
+
+    model3, _, _, info3 = tp.train(
+        HIDDEN, LR, bn, BATCH, EPOCHS, SEED[bn] + 1, data_dir, device="cpu", progress=False
+    )
+    assert info3["batch_loss"] != info["batch_loss"]
+    assert not torch.equal(linears(model)[0].weight, linears(model3)[0].weight)
+
+
+def test_bad_settings_raise_before_reading_data(tmp_path):
+    for hidden, lr, batch_size, epochs in [
+        ([16], 0.0, 32, 1),
+        ([16], 0.1, 0, 1),
+        ([16], 0.1, 32, 0),
+        ([0], 0.1, 32, 1),
+    ]:
+        with pytest.raises(ValueError):
+            tp.train(hidden, lr, False, batch_size, epochs, 0, os.fspath(tmp_path / "no"), progress=False)
+    assert not (tmp_path / "no").exists()
+
+
+def test_train_runs_where_os_has_no_sched_getaffinity(data_dir, monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    _, val_accuracies, _, _ = tp.train(HIDDEN, LR, False, BATCH, 1, 0, data_dir, device="cpu", progress=False)
+    assert len(val_accuracies) == 1
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA is not available")
+def test_train_on_cuda(data_dir):
+    model, val_accuracies, test_accuracy, info = tp.train(
+        HIDDEN, LR, True, BATCH, EPOCHS, 0, data_dir, device="cuda", progress=False
+    )
+    assert model.device.type == "cuda" and info["device"].startswith("cuda")
+    assert len(val_accuracies) == EPOCHS and 0.0 <= test_accuracy <= 1.0
+
+
+# ---------------------------------------------------------------- the command line
+
+BAD_INPUTS = {
+    "lr_zero": (["--lr", "0"], "lr"),
+    "lr_negative": (["--lr", "-1"], "lr"),
+    "epochs_zero": (["--epochs", "0"], "epochs"),
+    "batch_size_zero": (["--batch_size", "0"], "batch_size"),
+    "hidden_dims_zero": (["--hidden_dims", "0"], "hidden"),
+    "batch_size_above_training_split": (["--batch_size", str(N_TRAIN + 1)], "batch_size"),
+    "unknown_flag": (["--batchnorm"], "unrecognized"),
+    "device_not_a_choice": (["--device", "gpu"], "--device"),
+    "cuda_without_cuda": (["--device", "cuda"], "CUDA"),
+}
+IN_A_PROCESS = ["batch_size_above_training_split", "cuda_without_cuda"]  # the others run in this process
+
+
+def bad_input_args(name, data_dir, out):
+    return [*tiny_args(data_dir, False, epochs=1), *BAD_INPUTS[name][0], "--output_dir", os.fspath(out)]
+
+
+@pytest.fixture(scope="module")
+def cli_runs(data_dir, tmp_path_factory):
+    """The command line runs in their own process, started at once: name -> (rc, stdout, stderr, path)."""
+    root = tmp_path_factory.mktemp("cli")
+    runs = {
+        # from the repository root with an explicit --output_dir
+        "explicit_output_dir": (
+            start_cli([*tiny_args(data_dir, True), "--output_dir", os.fspath(root / "bn")]),
+            root / "bn",
+        ),
+        # from elsewhere without --output_dir: results/mlp_pytorch/ under the working directory
+        "default_output_dir": (start_cli(tiny_args(data_dir, False, epochs=1), cwd=root), root / "results"),
+    }
+    for name in IN_A_PROCESS:
+        if not (name == "cuda_without_cuda" and CUDA):
+            runs[name] = (start_cli(bad_input_args(name, data_dir, root / name)), root / name)
+    results = {}
+    try:
+        for name, (proc, path) in runs.items():
+            stdout, stderr = proc.communicate(timeout=600)
+            results[name] = (proc.returncode, stdout, stderr, path)
+    finally:
+        for proc, _ in runs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return results
+
+
+def test_cli_writes_log_curve_and_model(cli_runs, train_once, data_dir):
+    rc, stdout, stderr, out = cli_runs["explicit_output_dir"]
+    assert rc == 0, stderr
+    assert "Traceback" not in stderr
+    assert sorted(os.listdir(out)) == sorted(OUTPUT_FILES)  # nothing else, no .*.tmp left over
+    lines = stdout.splitlines()
+    assert len(lines) == 1 and "test accuracy" in lines[0], stdout
+
+    log = json.loads((out / "log.json").read_text())
+    assert {"args", "logging_info", "test_accuracy"} <= set(log)
+    assert log["args"]["use_batch_norm"] is True and log["args"]["hidden_dims"] == HIDDEN
+    assert log["args"]["seed"] == SEED[True] and log["args"]["lr"] == LR
+    assert log["logging_info"]["device"] == "cpu"
+    assert len(log["logging_info"]["batch_loss"]) == EPOCHS * BATCHES_PER_EPOCH
+    assert f"test accuracy {log['test_accuracy']:.4f}" in lines[0]
+    _, val_accuracies, test_accuracy, _ = train_once(True)  # the same settings, in this process
+    assert log["logging_info"]["val_accuracy"] == val_accuracies
+    assert log["test_accuracy"] == test_accuracy
+
+    png = (out / "loss_curve.png").read_bytes()
+    assert png.startswith(PNG) and len(png) > 1000
+
+    state = torch.load(out / "model.pt", weights_only=True)
+    reference = MLP(3072, HIDDEN, 10, use_batch_norm=True).state_dict()
+    assert state.keys() == reference.keys()
+    assert all(state[k].shape == reference[k].shape for k in state)
+    model = MLP(3072, HIDDEN, 10, use_batch_norm=True)
+    model.load_state_dict(state)
+    test_loader = cifar10_utils.get_dataloader(cifar10_utils.get_cifar10(data_dir), 1000)["test"]
+    assert tp.evaluate_model(model, test_loader) == log["test_accuracy"]  # the saved model is the tested one
+
+
+def test_cli_default_output_dir_names_the_model(cli_runs):
+    rc, stdout, stderr, results = cli_runs["default_output_dir"]
+    assert rc == 0, stderr
+    assert os.listdir(results) == ["mlp_pytorch"]  # without --use_batch_norm
+    assert sorted(os.listdir(results / "mlp_pytorch")) == sorted(OUTPUT_FILES)
+    assert os.path.join("results", "mlp_pytorch") in stdout
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(
+    name, cli_runs, data_dir, tmp_path, monkeypatch, capsys
+):
+    if name == "cuda_without_cuda" and CUDA:
+        pytest.skip("CUDA is available here")
+    if name in IN_A_PROCESS:
+        rc, stdout, stderr, out = cli_runs[name]
+        assert "Traceback" not in stderr, stderr
+    else:  # main() as the script runs it; an exception escaping run_cli fails the test
+        out = tmp_path / "out"
+        monkeypatch.setattr(sys, "argv", [SCRIPT, *bad_input_args(name, data_dir, out)])
+        with pytest.raises(SystemExit) as exit_info:
+            train_common.run_cli(tp.main)
+        rc = exit_info.value.code
+        stdout, stderr = capsys.readouterr()
+    assert rc == 2, stderr
+    assert stderr.endswith("\n") and stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"{SCRIPT}: error:") and BAD_INPUTS[name][1] in stderr, stderr
+    assert stdout == ""
+    assert not os.path.exists(out)

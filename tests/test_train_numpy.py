@@ -371,7 +371,7 @@ def bad_runs(data_dir, tmp_path_factory):
 
 @pytest.mark.parametrize(
     "name",
-    [n for n in BAD_INPUTS],
+    list(BAD_INPUTS),
 )
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(name, bad_runs):
     proc, out, data = bad_runs[name]

@@ -34,21 +34,33 @@ def median_time(fn, repeats):
     return statistics.median(times)
 
 
+# Children are started from this small launcher, not from the benchmark process: a
+# forked child's peak RSS counts the parent's memory at fork time, even after exec.
+LAUNCHER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen([sys.executable, *sys.argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+out = proc.stdout.read()
+_, status, usage = os.wait4(proc.pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+sys.stdout.write(out.decode())
+"""
+
+
 def run_timed(args, repeats):
-    """Median wall time, max peak RSS and the outputs of `repeats` runs of a script."""
+    """Median wall time, max peak RSS (MB) and the outputs of `repeats` runs of `python args...`."""
     walls, rss, outs = [], [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, *args], cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        result = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, *args], cwd=HERE, capture_output=True, text=True
         )
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        walls.append(time.perf_counter() - start)
-        if os.waitstatus_to_exitcode(status):
+        head, _, out = result.stdout.partition("\n")
+        wall, peak, code = head.split()
+        if int(code):
             raise SystemExit(f"benchmark: python {' '.join(args)} failed")
-        rss.append(usage.ru_maxrss / 1024)
-        outs.append(out.decode())
+        walls.append(float(wall))
+        rss.append(float(peak))
+        outs.append(out)
     return statistics.median(walls), max(rss), outs
 
 

@@ -2,7 +2,7 @@
 
     python compare_batch_norm.py [--data_dir data/] [--seeds 42] [--epochs 20]
                                  [--results results/batch_norm/results.json]
-                                 [--figure_dir DIR] [--fresh]
+                                 [--figure_dir DIR] [--fresh | --plot_only]
 
 Trains every (architecture, batch norm, seed) run missing from the results
 file, rewriting it after each finished run (so an interrupted study resumes
@@ -175,6 +175,7 @@ def plot_results(results_filename, figure_dir=None):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     results = load_results(results_filename)
     if not results["runs"]:
@@ -200,6 +201,7 @@ def plot_results(results_filename, figure_dir=None):
                 ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.15, lw=0)
         ax.set(xlabel="epoch", ylabel=ylabel, title=f"{ylabel.split(' (')[0].capitalize()} ({seeds_note})")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
         fig.tight_layout()
         paths.append(_save_figure(fig, os.path.join(figure_dir, f"{key}.png")))
@@ -221,7 +223,7 @@ def plot_results(results_filename, figure_dir=None):
             yerr=[s["std"] for s in stats] if n_seeds > 1 else None,
             capsize=4,
             color="tab:gray" if not bn else "tab:blue",
-            label="with batch norm" if bn else "without",
+            label="with batch norm" if bn else "without batch norm",
         )
     ax.set_xticks(np.arange(len(architectures)), [str(list(d)) for d in architectures])
     low = min(r["mean"] for r in rows)
@@ -291,18 +293,22 @@ def main():
     parser.add_argument("--results", default=DEFAULT_RESULTS, help="results JSON (read, then extended)")
     parser.add_argument("--figure_dir", default=None, help="where figures go (default: beside --results)")
     parser.add_argument("--fresh", action="store_true", help="retrain everything, replacing --results")
+    parser.add_argument("--plot_only", action="store_true", help="only redraw the figures from --results")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args()
-    train_models(
-        args.results,
-        data_dir=args.data_dir,
-        fresh=args.fresh,
-        progress=not args.no_progress,
-        device=args.device,
-        seeds=args.seeds,
-        epochs=args.epochs,
-    )
+    if args.plot_only and args.fresh:
+        parser.error("--plot_only and --fresh exclude each other")
+    if not args.plot_only:
+        train_models(
+            args.results,
+            data_dir=args.data_dir,
+            fresh=args.fresh,
+            progress=not args.no_progress,
+            device=args.device,
+            seeds=args.seeds,
+            epochs=args.epochs,
+        )
     paths = plot_results(args.results, args.figure_dir)
     print(f"results in {args.results}; figures: {', '.join(paths)}")
 

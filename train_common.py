@@ -135,6 +135,7 @@ def plot_loss_curve(logging_info, path, title):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     batch_loss, epochs = logging_info["batch_loss"], len(logging_info["train_loss"])
     epoch_axis = range(1, epochs + 1)
@@ -154,6 +155,8 @@ def plot_loss_curve(logging_info, path, title):
     ax_acc.plot(epoch_axis, logging_info["val_accuracy"], "s-", label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     ax_acc.legend()
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

@@ -532,3 +532,22 @@ def test_results_and_figures_respect_the_umask(fake_train, tmp_path):
         os.umask(old)
     modes = {name: os.stat(tmp_path / name).st_mode & 0o777 for name in ["r.json", *FIGURES]}
     assert modes == dict.fromkeys(modes, 0o644)
+
+
+def test_plot_only_redraws_without_training(results_copy, tmp_path):
+    """--plot_only takes any finished study, whatever its settings, and trains nothing."""
+    before = results_copy.read_bytes()
+    figures = tmp_path / "figs"
+    no_data = os.fspath(tmp_path / "no_data")  # training would need data from here
+    args = ["--results", os.fspath(results_copy), "--figure_dir", os.fspath(figures), "--data_dir", no_data]
+    proc = run_cli([*args, "--plot_only"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in figures.iterdir()) == sorted(FIGURES)
+    assert results_copy.read_bytes() == before
+    assert not os.path.exists(no_data)
+
+
+def test_plot_only_without_results_is_one_line(tmp_path):
+    proc = run_cli(["--results", os.fspath(tmp_path / "missing.json"), "--plot_only"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "missing.json" in proc.stderr

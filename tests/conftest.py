@@ -156,6 +156,26 @@ def make_images_labels(n, rng):
     return images, labels
 
 
+def write_learnable_cifar(root, n_per_batch, n_test, seed=0):
+    """Noise images whose label is written into them: pixels [100 c, 100 c + 100) of class c are 255."""
+    rng = np.random.default_rng(seed)
+    batches = root / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+
+    def images_labels(n):
+        labels = rng.permutation(np.arange(n) % 10)
+        images = rng.integers(0, 128, size=(n, 3072), dtype=np.uint8)
+        for c in range(10):
+            images[np.ix_(labels == c, np.arange(100 * c, 100 * c + 100))] = 255
+        return images, labels
+
+    for k in range(1, 6):
+        write_batch(batches / f"data_batch_{k}", *images_labels(n_per_batch))
+    write_batch(batches / "test_batch", *images_labels(n_test))
+    write_meta(batches / "batches.meta")
+    return root
+
+
 def write_fake_cifar(root, n_per_batch=60, seed=0, n_test=None):
     """Write ``root/cifar-10-batches-py/`` with 5 training batches, the test batch and batches.meta.
 

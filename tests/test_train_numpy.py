@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, write_batch, write_fake_cifar, write_meta
+from conftest import REPO_ROOT, write_fake_cifar, write_learnable_cifar
 
 import cifar10_utils
 import train_common
@@ -39,26 +39,6 @@ OUTPUT_FILES = {"log.json", "loss_curve.png", "model.npz"}
 
 
 # ---------------------------------------------------------------- fixtures and helpers
-
-
-def write_learnable_cifar(root, n_per_batch, n_test, seed=0):
-    """Noise images whose label is written into them: pixels [100 c, 100 c + 100) of class c are 255."""
-    rng = np.random.default_rng(seed)
-    batches = root / "cifar-10-batches-py"
-    batches.mkdir(parents=True)
-
-    def images_labels(n):
-        labels = rng.permutation(np.arange(n) % 10)
-        images = rng.integers(0, 128, size=(n, 3072), dtype=np.uint8)
-        for c in range(10):
-            images[np.ix_(labels == c, np.arange(100 * c, 100 * c + 100))] = 255
-        return images, labels
-
-    for k in range(1, 6):
-        write_batch(batches / f"data_batch_{k}", *images_labels(n_per_batch))
-    write_batch(batches / "test_batch", *images_labels(n_test))
-    write_meta(batches / "batches.meta")
-    return root
 
 
 @pytest.fixture(scope="module")

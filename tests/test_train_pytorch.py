@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, write_batch, write_fake_cifar, write_meta
+from conftest import REPO_ROOT, write_fake_cifar, write_learnable_cifar
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
@@ -57,24 +57,9 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def learnable_dir(tmp_path_factory):
-    """Noise images whose label is written into them: pixels [100 c, 100 c + 100) of class c are 255."""
-    rng = np.random.default_rng(0)
-    root = tmp_path_factory.mktemp("learnable") / "data"
-    batches = root / "cifar-10-batches-py"
-    batches.mkdir(parents=True)
-
-    def images_labels(n):
-        labels = rng.permutation(np.arange(n) % 10)
-        images = rng.integers(0, 128, size=(n, 3072), dtype=np.uint8)
-        for c in range(10):
-            images[np.ix_(labels == c, np.arange(100 * c, 100 * c + 100))] = 255
-        return images, labels
-
-    for k in range(1, 6):
-        write_batch(batches / f"data_batch_{k}", *images_labels(N_PER_BATCH))
-    write_batch(batches / "test_batch", *images_labels(N_TEST))
-    write_meta(batches / "batches.meta")
-    return os.fspath(root)
+    return os.fspath(
+        write_learnable_cifar(tmp_path_factory.mktemp("learnable") / "data", N_PER_BATCH, N_TEST)
+    )
 
 
 @pytest.fixture(scope="module")

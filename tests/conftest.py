@@ -222,3 +222,23 @@ def fake_cifar(tmp_path):
 def fake_cifar_dir(fake_cifar):
     """``data_dir`` (a str, as users pass it) holding a fake ``cifar-10-batches-py/``."""
     return os.fspath(fake_cifar.data_dir)
+
+
+# The trainers' tests: train() uses get_cifar10's default validation_size of 5000, so
+# 5 x 1100 training images leave 500 to train on; 100 test images.
+N_PER_BATCH, N_TEST = 1100, 100
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Random labels, 500 training / 5000 validation / 100 test images."""
+    root = tmp_path_factory.mktemp("random") / "data"
+    write_fake_cifar(root, n_per_batch=N_PER_BATCH, seed=0, n_test=N_TEST)
+    return os.fspath(root)
+
+
+@pytest.fixture(scope="module")
+def learnable_dir(tmp_path_factory):
+    return os.fspath(
+        write_learnable_cifar(tmp_path_factory.mktemp("learnable") / "data", N_PER_BATCH, N_TEST)
+    )

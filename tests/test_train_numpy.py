@@ -19,14 +19,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, write_fake_cifar, write_learnable_cifar
+from conftest import N_PER_BATCH, N_TEST, REPO_ROOT
 
 import cifar10_utils
 import train_common
 import train_mlp_numpy as tm
 from mlp_numpy import MLP
 
-N_PER_BATCH, N_TEST, N_VAL = 1100, 100, 5000
+N_VAL = 5000
 N_TRAIN = 5 * N_PER_BATCH - N_VAL  # 500
 HIDDEN, LR, BATCH, EPOCHS = [16], 0.1, 32, 2
 BATCHES_PER_EPOCH = N_TRAIN // BATCH  # 15, the last partial batch is dropped
@@ -39,21 +39,6 @@ OUTPUT_FILES = {"log.json", "loss_curve.png", "model.npz"}
 
 
 # ---------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """Random labels, 500 training / 5000 validation / 100 test images."""
-    root = tmp_path_factory.mktemp("random") / "data"
-    write_fake_cifar(root, n_per_batch=N_PER_BATCH, seed=0, n_test=N_TEST)
-    return os.fspath(root)
-
-
-@pytest.fixture(scope="module")
-def learnable_dir(tmp_path_factory):
-    return os.fspath(
-        write_learnable_cifar(tmp_path_factory.mktemp("learnable") / "data", N_PER_BATCH, N_TEST)
-    )
 
 
 @pytest.fixture(scope="module")

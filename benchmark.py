@@ -151,7 +151,7 @@ def bench_study(data_dir, rows, out_root):
     wall, _, _ = run_timed(
         ["compare_batch_norm.py", "--data_dir", data_dir, "--results", results, "--no_progress", "--fresh"], 1
     )
-    rows.append(("batch-norm study, 6 runs x 20 epochs, one seed", f"{wall:.0f} s", "<= 240 s"))
+    rows.append(("batch-norm study, 6 runs x 20 epochs, one seed (one run)", f"{wall:.0f} s", "<= 240 s"))
     with open(results) as f:
         for run in json.load(f)["runs"]:
             name = f"  {run['hidden_dims']} {'BN' if run['use_batch_norm'] else 'no BN'}"

@@ -31,10 +31,10 @@ def evaluate_model(model, data_loader):
     """Accuracy over the whole data set, weighting every batch by its size."""
     n_correct = n_seen = 0
     for x, y in data_loader:
-        n_correct += accuracy(model.forward(x), y) * len(y)
+        n_correct += int(np.sum(np.argmax(model.forward(x), axis=1) == y))
         n_seen += len(y)
     model.clear_cache()
-    return round(n_correct) / n_seen
+    return n_correct / n_seen
 
 
 def sgd_step(model, lr):

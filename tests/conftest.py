@@ -9,6 +9,7 @@ exactly the kind of file the real archive holds, only smaller.
     data = get_cifar10(fake.data_dir)     # fake.train_images etc. hold what was written
 """
 
+import json
 import os
 import struct
 import sys
@@ -242,3 +243,25 @@ def learnable_dir(tmp_path_factory):
     return os.fspath(
         write_learnable_cifar(tmp_path_factory.mktemp("learnable") / "data", N_PER_BATCH, N_TEST)
     )
+
+
+def check_train_results(val_accuracies, test_accuracy, info, epochs, batches_per_epoch, n_test=N_TEST):
+    """What SPEC.md promises of both trainers' train() return values, model aside."""
+    assert len(val_accuracies) == epochs and all(0.0 <= a <= 1.0 for a in val_accuracies)
+    assert list(val_accuracies) == info["val_accuracy"]
+    assert isinstance(test_accuracy, float) and 0.0 <= test_accuracy <= 1.0
+    assert test_accuracy * n_test == pytest.approx(round(test_accuracy * n_test))
+    assert {"train_loss", "train_accuracy", "val_accuracy", "batch_loss", "epoch_time", "best_epoch"} <= set(
+        info
+    )
+    for key in ("train_loss", "train_accuracy", "val_accuracy", "epoch_time"):
+        assert len(info[key]) == epochs, key
+    assert len(info["batch_loss"]) == epochs * batches_per_epoch
+    assert all(isinstance(v, float) and np.isfinite(v) for v in info["batch_loss"])
+    assert all(t > 0 for t in info["epoch_time"])
+    for e in range(epochs):
+        epoch_losses = info["batch_loss"][e * batches_per_epoch : (e + 1) * batches_per_epoch]
+        assert info["train_loss"][e] == pytest.approx(np.mean(epoch_losses))
+        assert 0.0 <= info["train_accuracy"][e] <= 1.0
+    assert info["best_epoch"] == int(np.argmax(val_accuracies)) + 1
+    json.dumps(info)  # the log must be writable as JSON

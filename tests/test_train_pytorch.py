@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import N_PER_BATCH, N_TEST, REPO_ROOT
+from conftest import N_PER_BATCH, REPO_ROOT, check_train_results
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
@@ -309,22 +309,7 @@ def test_train_returns_the_documented_results(trained):
     assert any(isinstance(m, nn.BatchNorm1d) for m in model.modules()) == bn
     assert model.device.type == "cpu" and info["device"] == "cpu"
     assert [tuple(lin.weight.shape) for lin in linears(model)] == [(16, 3072), (10, 16)]
-    assert len(val_accuracies) == EPOCHS and all(0.0 <= a <= 1.0 for a in val_accuracies)
-    assert list(val_accuracies) == info["val_accuracy"]
-    assert isinstance(test_accuracy, float) and 0.0 <= test_accuracy <= 1.0
-    assert test_accuracy * N_TEST == pytest.approx(round(test_accuracy * N_TEST))
-    assert {"train_loss", "train_accuracy", "val_accuracy", "batch_loss", "epoch_time", "best_epoch"} <= set(
-        info
-    )
-    for key in ("train_loss", "train_accuracy", "val_accuracy", "epoch_time"):
-        assert len(info[key]) == EPOCHS, key
-    assert len(info["batch_loss"]) == EPOCHS * BATCHES_PER_EPOCH
-    assert all(isinstance(v, float) and np.isfinite(v) for v in info["batch_loss"])
-    for e in range(EPOCHS):
-        epoch_losses = info["batch_loss"][e * BATCHES_PER_EPOCH : (e + 1) * BATCHES_PER_EPOCH]
-        assert info["train_loss"][e] == pytest.approx(np.mean(epoch_losses))
-    assert info["best_epoch"] == int(np.argmax(val_accuracies)) + 1
-    json.dumps(info)
+    check_train_results(val_accuracies, test_accuracy, info, EPOCHS, BATCHES_PER_EPOCH)
 
 
 def test_returned_model_is_the_best_by_validation(trained, loaders):

@@ -171,10 +171,6 @@ def plot_results(results_filename, figure_dir=None):
     Writes train_accuracy.png, val_accuracy.png, test_accuracy.png and
     test_accuracy.md into figure_dir (default: beside the results file).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     results = load_results(results_filename)
@@ -190,7 +186,8 @@ def plot_results(results_filename, figure_dir=None):
         ("train_accuracy", "training accuracy (mean over the epoch's batches)"),
         ("val_accuracy", "validation accuracy"),
     ):
-        fig, ax = plt.subplots(figsize=(8, 5))
+        fig = train_common.new_figure(figsize=(8, 5))
+        ax = fig.subplots()
         for (dims, bn), runs in groups.items():
             curves = np.array([run[key] for run in runs])
             mean, std = curves.mean(axis=0), curves.std(axis=0)
@@ -205,10 +202,10 @@ def plot_results(results_filename, figure_dir=None):
         ax.legend(fontsize=8)
         fig.tight_layout()
         paths.append(_save_figure(fig, os.path.join(figure_dir, f"{key}.png")))
-        plt.close(fig)
 
     rows = _test_table(groups)
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = train_common.new_figure(figsize=(8, 4))
+    ax = fig.subplots()
     width = 0.38
     for j, bn in enumerate((False, True)):
         # an interrupted study may lack some bars: they stay empty
@@ -236,7 +233,6 @@ def plot_results(results_filename, figure_dir=None):
     ax.legend()
     fig.tight_layout()
     paths.append(_save_figure(fig, os.path.join(figure_dir, "test_accuracy.png")))
-    plt.close(fig)
 
     table = markdown_table(rows)
     path = os.path.join(figure_dir, "test_accuracy.md")

@@ -210,6 +210,26 @@ def test_initialization_variances_match_the_numpy_linear_module():
             assert w.var().item() == pytest.approx(numpy_twin.params["weight"].var(), rel=0.05), (i, bn)
 
 
+def test_weights_are_column_major_with_gradients_laid_out_alike_and_the_seeded_values_of_nn_linear():
+    torch.manual_seed(0)
+    model = MLP(12, [8, 6], 3, use_batch_norm=True)
+    torch.manual_seed(0)
+    plain = [nn.Linear(12, 8), nn.Linear(8, 6), nn.Linear(6, 3)]
+    for i, lin in enumerate(plain):  # the model's init, on row-major weights
+        nn.init.kaiming_normal_(lin.weight, nonlinearity="linear" if i == 0 else "relu")
+    model(torch.randn(4, 12)).square().sum().backward()
+    for lin, twin in zip(linears(model), plain, strict=True):
+        assert lin.weight.shape == (lin.out_features, lin.in_features)
+        assert lin.weight.stride() == (1, lin.out_features)  # the row-major (in, out) matrix W^T
+        assert lin.weight.grad.stride() == lin.weight.stride()  # computed as x^T dout: no copy
+        assert torch.equal(lin.weight, twin.weight)
+    state = model.state_dict()
+    fresh = MLP(12, [8, 6], 3, use_batch_norm=True)
+    fresh.load_state_dict(state)
+    x = torch.randn(5, 12)
+    assert torch.equal(fresh.eval()(x), model.eval()(x))
+
+
 def test_image_and_flat_inputs_give_the_same_logits():
     torch.manual_seed(0)
     model = MLP(3072, [16], 10)
@@ -351,6 +371,17 @@ def test_same_seed_same_numbers_other_seed_other_numbers(trained, data_dir):
     )
     assert info3["batch_loss"] != info["batch_loss"]
     assert not torch.equal(linears(model)[0].weight, linears(model3)[0].weight)
+
+
+def test_seed_everything_asks_for_deterministic_algorithms_on_cuda_only(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda *a, **k: calls.append((a, k)))
+    tp.seed_everything(3, torch.device("cpu"))
+    first = (np.random.rand(), torch.rand(1).item())  # noqa: NPY002
+    assert calls == []  # CPU ops here are deterministic; the switch would only cost an import
+    tp.seed_everything(3, torch.device("cuda"))
+    assert calls == [((True,), {"warn_only": True})]
+    assert (np.random.rand(), torch.rand(1).item()) == first  # noqa: NPY002
 
 
 def test_bad_settings_raise_before_reading_data(tmp_path):

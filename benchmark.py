@@ -48,7 +48,7 @@ sys.stdout.write(out.decode())
 
 
 def run_timed(args, repeats):
-    """Median wall time, max peak RSS (MB) and the outputs of `repeats` runs of `python args...`."""
+    """Wall times, max peak RSS (MB) and the outputs of `repeats` runs of `python args...`."""
     walls, rss, outs = [], [], []
     for _ in range(repeats):
         result = subprocess.run(
@@ -61,7 +61,14 @@ def run_timed(args, repeats):
         walls.append(float(wall))
         rss.append(float(peak))
         outs.append(out)
-    return statistics.median(walls), max(rss), outs
+    return walls, max(rss), outs
+
+
+def spread(walls):
+    """Median and range: this machine's speed changes by up to 2x from one minute to the next."""
+    if len(walls) == 1:
+        return f"{walls[0]:.1f} s"
+    return f"{statistics.median(walls):.2f} s ({min(walls):.2f} to {max(walls):.2f})"
 
 
 RSS_PROBE = """
@@ -129,29 +136,29 @@ def bench_runs(data_dir, repeats, rows, out_root):
         return accs[0] if len(set(accs)) == 1 else f"{accs} (not reproducible!)"
 
     common = ["--data_dir", data_dir, "--no_progress", "--output_dir"]
-    wall, rss, outs = run_timed(["train_mlp_numpy.py", *common, f"{out_root}/np"], repeats)
-    rows.append(("NumPy default run, end to end", f"{wall:.2f} s", "<= 8 s"))
+    walls, rss, outs = run_timed(["train_mlp_numpy.py", *common, f"{out_root}/np"], repeats)
+    rows.append(("NumPy default run, end to end", spread(walls), "<= 8 s"))
     rows.append(("  peak RSS", f"{rss:.0f} MB", "<= 1 GB"))
     rows.append(("  test accuracy", f"{accuracy(outs)}", "0.47-0.53"))
-    wall, rss, outs = run_timed(
+    walls, rss, outs = run_timed(
         ["train_mlp_pytorch.py", "--device", "cpu", *common, f"{out_root}/pt"], repeats
     )
-    rows.append(("PyTorch default run, end to end (CPU)", f"{wall:.2f} s", "<= 8 s"))
+    rows.append(("PyTorch default run, end to end (CPU)", spread(walls), "<= 8 s"))
     rows.append(("  peak RSS", f"{rss:.0f} MB", ""))
     rows.append(("  test accuracy", f"{accuracy(outs)}", "0.47-0.54"))
-    wall, _, outs = run_timed(
+    walls, _, outs = run_timed(
         ["train_mlp_pytorch.py", "--device", "cpu", "--use_batch_norm", *common, f"{out_root}/bn"], 1
     )
-    rows.append(("PyTorch default run with batch norm (CPU)", f"{wall:.2f} s", ""))
+    rows.append(("PyTorch default run with batch norm (CPU)", spread(walls), ""))
     rows.append(("  test accuracy", f"{accuracy(outs)}", ""))
 
 
 def bench_study(data_dir, rows, out_root):
     results = f"{out_root}/study/results.json"
-    wall, _, _ = run_timed(
+    walls, _, _ = run_timed(
         ["compare_batch_norm.py", "--data_dir", data_dir, "--results", results, "--no_progress", "--fresh"], 1
     )
-    rows.append(("batch-norm study, 6 runs x 20 epochs, one seed (one run)", f"{wall:.0f} s", "<= 240 s"))
+    rows.append(("batch-norm study, 6 runs x 20 epochs, one seed (one run)", spread(walls), "<= 240 s"))
     with open(results) as f:
         for run in json.load(f)["runs"]:
             name = f"  {run['hidden_dims']} {'BN' if run['use_batch_norm'] else 'no BN'}"

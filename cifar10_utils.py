@@ -131,6 +131,7 @@ class DataLoader:
             import torch
 
             self._torch = torch
+            self._scale, self._shift = torch.from_numpy(_SCALE), torch.from_numpy(_SHIFT)
 
     def __len__(self):
         n, b = len(self.dataset), self.batch_size
@@ -143,11 +144,16 @@ class DataLoader:
             rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
             if order is not None:
                 rows = order[rows]
-            x, y = normalize(images[rows]), labels[rows]
             if self.return_numpy:
-                yield x, y
+                yield normalize(images[rows]), labels[rows]
             else:
-                yield self._torch.from_numpy(x), self._torch.from_numpy(y)
+                yield self._normalize_torch(images[rows]), self._torch.from_numpy(labels[rows])
+
+    def _normalize_torch(self, pixels):
+        """normalize() in torch, bit for bit: torch spreads the element-wise work over all
+        cores, which halves its cost (NumPy's uses one)."""
+        x = self._torch.from_numpy(pixels).to(self._torch.float32)
+        return x.mul_(self._scale).add_(self._shift).reshape(len(pixels), *IMAGE_SHAPE)
 
     def __repr__(self):
         return (

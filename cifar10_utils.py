@@ -152,7 +152,7 @@ class DataLoader:
     def _normalize_torch(self, pixels):
         """normalize() in torch, bit for bit: torch spreads the element-wise work over all
         cores, which halves its cost (NumPy's uses one)."""
-        x = self._torch.from_numpy(pixels).to(self._torch.float32)
+        x = self._torch.from_numpy(pixels).to(self._torch.float32, copy=True)  # never the data set's
         return x.mul_(self._scale).add_(self._shift).reshape(len(pixels), *IMAGE_SHAPE)
 
     def __repr__(self):

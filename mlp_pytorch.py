@@ -16,7 +16,9 @@ class MLP(nn.Module):
     Weights are Kaiming normal with the NumPy LinearModule's variances: 1/fan_in
     for the first layer (its inputs are normalized pixels, not ReLU outputs),
     2/fan_in for the others. Biases are zero. Weights are stored column-major, for
-    speed (``_column_major``); their shapes and values are those of nn.Linear.
+    speed (``_column_major``); their shapes and values are those of nn.Linear, but
+    ``weight.view(-1)`` (and so ``nn.utils.parameters_to_vector``) needs
+    ``.contiguous()`` first.
 
     Shape:
         x (S, n_inputs) or (S, 3, 32, 32) -> logits (S, C). No softmax: use

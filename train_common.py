@@ -184,22 +184,29 @@ def save_run(output_dir, args, logging_info, test_accuracy, save_model, model_na
     return output_dir
 
 
-def run_cli(main):
-    """Run main(); bad input or an interrupt is one line on stderr and a non-zero exit."""
+def run_cli(main, freeze_gc=True):
+    """Run main(); bad input or an interrupt is one line on stderr and a non-zero exit.
+
+    freeze_gc: the script owns the process (see below); False where main() runs inside
+    another program, such as the tests.
+    """
     prog = os.path.basename(sys.argv[0])
-    # Imports leave many objects that live as long as the process. Frozen, they are no
-    # longer walked by the garbage collector: about 0.3 s less when torch.optim imports
-    # torch._dynamo, and 0.7 s less at exit (see below) for a PyTorch run.
-    gc.freeze()
+    if freeze_gc:
+        # Imports leave many objects that live as long as the process. Frozen, they are no
+        # longer walked by the garbage collector: about 0.3 s less when torch.optim imports
+        # torch._dynamo in a PyTorch run.
+        gc.freeze()
     try:
         main()
     except (ValueError, CIFAR10Error) as e:
         _fail(prog, e, 2)
     except KeyboardInterrupt:
         _fail(prog, "interrupted (files are written atomically: none is left half-written)", 130)
-    # Python's last collection at exit would walk everything main() made too; every file
-    # is written and closed, and the process frees frozen objects all the same.
-    gc.freeze()
+    if freeze_gc:
+        # Every file is written and closed. Python's last collection at exit would walk every
+        # object again (0.7 to 1 s with torch); frozen ones are skipped, and the memory goes
+        # back to the system with the process.
+        gc.freeze()
 
 
 def _fail(prog, message, code):

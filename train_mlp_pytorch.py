@@ -57,7 +57,7 @@ def seed_everything(seed, device):
     torch.manual_seed(seed)  # seeds CUDA too
     if device.type == "cuda":
         # Every CPU op this model uses is deterministic already, and the switch imports
-        # torch._inductor (over 1 s), so it is thrown only where it changes something.
+        # torch._inductor (over 1 s), so it is called only where it changes something.
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 
@@ -174,7 +174,7 @@ def main():
         progress=not args.no_progress,
     )
     run_args = {"framework": "PyTorch", **vars(args)}
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    state = {k: v.cpu().contiguous() for k, v in model.state_dict().items()}  # a plain nn.Linear layout
     out = train_common.save_run(
         args.output_dir, run_args, logging_info, test_accuracy, lambda p: save_state(state, p), "model.pt"
     )

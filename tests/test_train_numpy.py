@@ -368,6 +368,9 @@ def test_run_cli_freezes_the_objects_of_the_imports_and_after_main_succeeded(mon
     assert exit_info.value.code == 2 and frozen == [True, "main", True, True]  # no freeze after a failure
     assert capsys.readouterr().err.endswith("error: no good\n")
 
+    train_common.run_cli(lambda: frozen.append("inside pytest"), freeze_gc=False)
+    assert frozen == [True, "main", True, True, "inside pytest"]
+
 
 def test_atomic_write_writes_the_file(tmp_path):
     path = tmp_path / "sub" / "f.bin"

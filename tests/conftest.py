@@ -228,6 +228,19 @@ def fake_cifar_dir(fake_cifar):
 # The trainers' tests: train() uses get_cifar10's default validation_size of 5000, so
 # 5 x 1100 training images leave 500 to train on; 100 test images.
 N_PER_BATCH, N_TEST = 1100, 100
+N_TRAIN = 5 * N_PER_BATCH - 5000  # 500
+PNG = b"\x89PNG\r\n\x1a\n"  # the signature every PNG file starts with
+
+# Bad settings both trainers refuse through train_common's shared parser and checks:
+# name -> (extra arguments, a fragment of the one-line error).
+COMMON_BAD_INPUTS = {
+    "lr_zero": (["--lr", "0"], "lr"),
+    "lr_negative": (["--lr", "-1"], "lr"),
+    "epochs_zero": (["--epochs", "0"], "epochs"),
+    "batch_size_zero": (["--batch_size", "0"], "batch_size"),
+    "batch_size_above_training_split": (["--batch_size", str(N_TRAIN + 1)], "batch_size"),
+    "hidden_dims_zero": (["--hidden_dims", "0"], "hidden"),
+}
 
 
 @pytest.fixture(scope="module")

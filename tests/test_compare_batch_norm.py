@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, write_fake_cifar
+from conftest import PNG, REPO_ROOT, write_fake_cifar
 
 import cifar10_utils
 import compare_batch_norm as cbn
@@ -41,7 +41,6 @@ RUN_KEYS = {
     "wall_time",
     "device",
 }
-PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["train_accuracy.png", "val_accuracy.png", "test_accuracy.png", "test_accuracy.md"]
 SCRIPT = os.fspath(REPO_ROOT / "compare_batch_norm.py")
 

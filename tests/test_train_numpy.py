@@ -19,21 +19,18 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import N_PER_BATCH, REPO_ROOT, check_train_results
+from conftest import COMMON_BAD_INPUTS, N_TRAIN, PNG, REPO_ROOT, check_train_results
 
 import cifar10_utils
 import train_common
 import train_mlp_numpy as tm
 from mlp_numpy import MLP
 
-N_VAL = 5000
-N_TRAIN = 5 * N_PER_BATCH - N_VAL  # 500
 HIDDEN, LR, BATCH, EPOCHS = [16], 0.1, 32, 2
 BATCHES_PER_EPOCH = N_TRAIN // BATCH  # 15, the last partial batch is dropped
 # With this seed the first epoch has the better validation accuracy on the random-label set, so
 # returning the last epoch's model instead of the best one changes the numbers checked below.
 SEED = 2
-PNG = b"\x89PNG\r\n\x1a\n"
 SCRIPT = "train_mlp_numpy.py"
 OUTPUT_FILES = {"log.json", "loss_curve.png", "model.npz"}
 
@@ -278,13 +275,8 @@ def _truncate(path):
 
 # name -> (extra arguments, a fragment of the error line); placeholders filled in by bad_runs
 BAD_INPUTS = {
-    "lr_zero": (["--lr", "0"], "lr"),
-    "lr_negative": (["--lr", "-1"], "lr"),
+    **COMMON_BAD_INPUTS,
     "lr_not_a_number": (["--lr", "abc"], "--lr"),
-    "epochs_zero": (["--epochs", "0"], "epochs"),
-    "batch_size_zero": (["--batch_size", "0"], "batch_size"),
-    "batch_size_above_training_split": (["--batch_size", str(N_TRAIN + 1)], "batch_size"),
-    "hidden_dims_zero": (["--hidden_dims", "0"], "hidden"),
     "hidden_dims_negative": (["--hidden_dims", "-5"], "hidden"),
     "unknown_flag": (["--hidden_layers", "3"], "unrecognized"),
     "corrupt_data_batch": (["--data_dir", "{corrupt}"], "data_batch_1"),

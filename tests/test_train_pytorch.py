@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import N_PER_BATCH, REPO_ROOT, check_train_results
+from conftest import COMMON_BAD_INPUTS, N_TRAIN, PNG, REPO_ROOT, check_train_results
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
@@ -31,14 +31,11 @@ import train_mlp_pytorch as tp  # noqa: E402
 from mlp_pytorch import MLP  # noqa: E402
 from modules import CrossEntropyModule, LinearModule  # noqa: E402
 
-N_VAL = 5000
-N_TRAIN = 5 * N_PER_BATCH - N_VAL  # 500
 HIDDEN, LR, BATCH, EPOCHS = [16], 0.1, 32, 2
 BATCHES_PER_EPOCH = N_TRAIN // BATCH
 # With these seeds the first epoch has the better validation accuracy on the random-label set, so
 # returning the last epoch's weights instead of the best ones changes the numbers checked below.
 SEED = {False: 2, True: 0}
-PNG = b"\x89PNG\r\n\x1a\n"
 SCRIPT = "train_mlp_pytorch.py"
 OUTPUT_FILES = {"log.json", "loss_curve.png", "model.pt"}
 CUDA = torch.cuda.is_available()
@@ -71,10 +68,6 @@ def train_once(data_dir):
 def trained(request, train_once):
     """(use_batch_norm, train() result) with and without batch norm."""
     return request.param, train_once(request.param)
-
-
-def linears(model):
-    return [m for m in model.layers if isinstance(m, nn.Linear)]
 
 
 def closed_port_url():
@@ -136,9 +129,9 @@ def test_same_probabilities_and_gradients_as_the_numpy_mlp(n_hidden):
     for lin in np_mlp.linears:  # nonzero biases, so that a bias mix-up shows
         lin.params["bias"][...] = rng.normal(scale=0.3, size=lin.params["bias"].shape)
     t_mlp = MLP(n_in, n_hidden, n_classes).double()
-    assert len(linears(t_mlp)) == len(np_mlp.linears)
+    assert len(t_mlp.linears()) == len(np_mlp.linears)
     with torch.no_grad():
-        for t_lin, n_lin in zip(linears(t_mlp), np_mlp.linears, strict=True):
+        for t_lin, n_lin in zip(t_mlp.linears(), np_mlp.linears, strict=True):
             t_lin.weight.copy_(torch.from_numpy(n_lin.params["weight"]))
             t_lin.bias.copy_(torch.from_numpy(n_lin.params["bias"][0]))
     x, y = rng.standard_normal((s, n_in)), rng.integers(0, n_classes, s)
@@ -155,7 +148,7 @@ def test_same_probabilities_and_gradients_as_the_numpy_mlp(n_hidden):
     assert logits.dtype == torch.float64
     np.testing.assert_allclose(torch.softmax(logits, dim=1).detach().numpy(), probs, rtol=1e-10, atol=1e-14)
     assert t_loss.item() == pytest.approx(loss, rel=1e-10)
-    for t_lin, n_lin in zip(linears(t_mlp), np_mlp.linears, strict=True):
+    for t_lin, n_lin in zip(t_mlp.linears(), np_mlp.linears, strict=True):
         np.testing.assert_allclose(t_lin.weight.grad.numpy(), n_lin.grads["weight"], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(t_lin.bias.grad.numpy(), n_lin.grads["bias"][0], rtol=1e-10, atol=1e-14)
 
@@ -170,7 +163,7 @@ def test_batch_norm_once_per_hidden_layer_between_linear_and_relu(n_hidden):
     plain = MLP(10, n_hidden, 3)
     assert [type(m) for m in plain.layers] == [nn.Linear, nn.ReLU] * len(n_hidden) + [nn.Linear]
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in plain.modules())
-    assert [(m.in_features, m.out_features) for m in linears(plain)] == list(
+    assert [(m.in_features, m.out_features) for m in plain.linears()] == list(
         zip([10, *n_hidden], [*n_hidden, 3], strict=True)
     )
 
@@ -199,7 +192,7 @@ def test_initialization_variances_match_the_numpy_linear_module():
     for bn in (False, True):
         model = MLP(2000, [1000, 1000], 10, use_batch_norm=bn)
         rng = np.random.default_rng(0)
-        for i, lin in enumerate(linears(model)):
+        for i, lin in enumerate(model.linears()):
             fan_in = lin.in_features
             expected = (1.0 if i == 0 else 2.0) / fan_in  # pixels in the first layer, ReLU outputs after
             w = lin.weight.detach().double()
@@ -219,10 +212,10 @@ def test_weights_are_column_major_with_gradients_laid_out_alike_and_the_seeded_v
         nn.init.kaiming_normal_(lin.weight, nonlinearity="linear" if i == 0 else "relu")
     # the stride autograd computes the gradient in, before .grad copies it to the weight's layout
     grad_strides = []
-    for lin in linears(model):
+    for lin in model.linears():
         lin.weight.register_hook(lambda g: grad_strides.append(g.stride()))
     model(torch.randn(4, 12)).square().sum().backward()
-    for lin, twin in zip(linears(model), plain, strict=True):
+    for lin, twin in zip(model.linears(), plain, strict=True):
         assert lin.weight.shape == (lin.out_features, lin.in_features)
         assert lin.weight.stride() == (1, lin.out_features)  # the row-major (in, out) matrix W^T
         assert (1, lin.out_features) in grad_strides  # computed as x^T dout
@@ -233,7 +226,7 @@ def test_weights_are_column_major_with_gradients_laid_out_alike_and_the_seeded_v
     fresh.load_state_dict({k: v.contiguous() for k, v in state.items()})  # as model.pt holds them
     x = torch.randn(5, 12)
     assert torch.equal(fresh.eval()(x), model.eval()(x))
-    assert all(lin.weight.stride() == (1, lin.out_features) for lin in linears(fresh))
+    assert all(lin.weight.stride() == (1, lin.out_features) for lin in fresh.linears())
 
 
 def test_image_and_flat_inputs_give_the_same_logits():
@@ -319,8 +312,8 @@ def test_evaluate_model_weights_batches_by_their_size():
     # 10 samples in batches of 7 and 3: 7/7 and 0/3 right is 0.7 overall (a mean over batches gives 0.5)
     model = MLP(4, [], 10)
     with torch.no_grad():
-        linears(model)[0].weight.zero_()
-        linears(model)[0].bias.copy_(torch.arange(10.0))  # always predicts class 9
+        model.linears()[0].weight.zero_()
+        model.linears()[0].bias.copy_(torch.arange(10.0))  # always predicts class 9
     x = torch.zeros(10, 4)
     y = torch.tensor([9] * 7 + [0] * 3)
     assert tp.evaluate_model(model, [(x[:7], y[:7]), (x[7:], y[7:])]) == pytest.approx(0.7)
@@ -334,7 +327,7 @@ def test_train_returns_the_documented_results(trained):
     assert isinstance(model, MLP) and model.use_batch_norm == bn
     assert any(isinstance(m, nn.BatchNorm1d) for m in model.modules()) == bn
     assert model.device.type == "cpu" and info["device"] == "cpu"
-    assert [tuple(lin.weight.shape) for lin in linears(model)] == [(16, 3072), (10, 16)]
+    assert [tuple(lin.weight.shape) for lin in model.linears()] == [(16, 3072), (10, 16)]
     check_train_results(val_accuracies, test_accuracy, info, EPOCHS, BATCHES_PER_EPOCH)
 
 
@@ -376,7 +369,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(trained, data_dir):
         HIDDEN, LR, bn, BATCH, EPOCHS, SEED[bn] + 1, data_dir, device="cpu", progress=False
     )
     assert info3["batch_loss"] != info["batch_loss"]
-    assert not torch.equal(linears(model)[0].weight, linears(model3)[0].weight)
+    assert not torch.equal(model.linears()[0].weight, model3.linears()[0].weight)
 
 
 def test_seed_everything_asks_for_deterministic_algorithms_on_cuda_only(monkeypatch):
@@ -420,12 +413,7 @@ def test_train_on_cuda(data_dir):
 # ---------------------------------------------------------------- the command line
 
 BAD_INPUTS = {
-    "lr_zero": (["--lr", "0"], "lr"),
-    "lr_negative": (["--lr", "-1"], "lr"),
-    "epochs_zero": (["--epochs", "0"], "epochs"),
-    "batch_size_zero": (["--batch_size", "0"], "batch_size"),
-    "hidden_dims_zero": (["--hidden_dims", "0"], "hidden"),
-    "batch_size_above_training_split": (["--batch_size", str(N_TRAIN + 1)], "batch_size"),
+    **COMMON_BAD_INPUTS,
     "unknown_flag": (["--batchnorm"], "unrecognized"),
     "device_not_a_choice": (["--device", "gpu"], "--device"),
     "cuda_without_cuda": (["--device", "cuda"], "CUDA"),

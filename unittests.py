@@ -38,6 +38,13 @@ def eval_numerical_gradient_array(f, x, dout, h=1e-5):
     return eval_numerical_gradient(lambda: np.sum(f() * dout), x, h)
 
 
+def input_gradient_error(layer, x, dout):
+    """Relative error of layer.backward(dout) against the numerical dL/dx, L = Σ dout ∘ layer(x)."""
+    layer.forward(x)
+    dx = layer.backward(dout)
+    return rel_error(dx, eval_numerical_gradient_array(lambda: layer.forward(x), x, dout))
+
+
 class TestLosses(unittest.TestCase):
     def test_crossentropy_labels(self):
         rng = np.random.default_rng(0)
@@ -89,24 +96,14 @@ class TestLayers(unittest.TestCase):
             # keep inputs away from the kink at 0, where the derivative is undefined
             x = rng.standard_normal((s, n))
             x += np.sign(x) * 0.1
-            dout = rng.standard_normal((s, n))
-            layer = ReLUModule()
-            layer.forward(x)
-            dx = layer.backward(dout)
-            dx_num = eval_numerical_gradient_array(lambda x=x, layer=layer: layer.forward(x), x, dout)
-            self.assertLess(rel_error(dx, dx_num), 1e-6)
+            self.assertLess(input_gradient_error(ReLUModule(), x, rng.standard_normal((s, n))), 1e-6)
 
     def test_softmax_backward(self):
         rng = np.random.default_rng(4)
         for _ in range(5):
             s, c = rng.integers(2, 12, size=2)
             x = rng.standard_normal((s, c))
-            dout = rng.standard_normal((s, c))
-            layer = SoftMaxModule()
-            layer.forward(x)
-            dx = layer.backward(dout)
-            dx_num = eval_numerical_gradient_array(lambda x=x, layer=layer: layer.forward(x), x, dout)
-            self.assertLess(rel_error(dx, dx_num), 1e-5)
+            self.assertLess(input_gradient_error(SoftMaxModule(), x, rng.standard_normal((s, c))), 1e-5)
 
 
 class TestMLP(unittest.TestCase):

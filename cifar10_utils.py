@@ -100,7 +100,11 @@ def get_cifar10(data_dir="data/", validation_size=5000, url=None, md5=None):
         {'train', 'validation', 'test'}: CIFAR10Split data sets.
     """
     n_max = 50_000
-    if not isinstance(validation_size, (int, np.integer)) or not 0 <= validation_size <= n_max:
+    if (
+        isinstance(validation_size, bool)
+        or not isinstance(validation_size, (int, np.integer))
+        or not 0 <= validation_size <= n_max
+    ):
         raise ValueError(f"validation_size must be an integer in [0, {n_max}], got {validation_size!r}")
     batches_dir = os.path.join(data_dir, BATCHES_DIR)
     if not os.path.isdir(batches_dir):
@@ -301,7 +305,11 @@ def fetch_cifar10(data_dir, url=None, md5=None):
         raise CIFAR10Error(f"cannot use {data_dir} as the data directory ({e.strerror})") from None
     archive = os.path.join(data_dir, ARCHIVE_NAME)
     if os.path.exists(archive):
-        if _md5(archive) != md5:
+        try:
+            digest = _md5(archive)
+        except OSError as e:
+            raise CIFAR10Error(f"cannot read {archive} ({e.strerror}): delete it and run again") from None
+        if digest != md5:
             raise CIFAR10Error(
                 f"{archive} is not the CIFAR-10 archive (MD5 differs from {md5}): delete it and run again"
             )
@@ -360,7 +368,11 @@ def _extract(archive, data_dir):
             _read_splits(extracted, 0)  # only verified data takes the final name
         except CIFAR10Error as e:
             raise CIFAR10Error(f"{archive} holds corrupt data ({e}): delete it and run again") from None
-        os.replace(extracted, os.path.join(data_dir, BATCHES_DIR))
+        target = os.path.join(data_dir, BATCHES_DIR)
+        try:
+            os.replace(extracted, target)
+        except OSError as e:
+            raise CIFAR10Error(f"cannot create {target} ({e.strerror}): delete what is there") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

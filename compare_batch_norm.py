@@ -82,6 +82,13 @@ def load_results(results_filename):
     return results
 
 
+def check_results_path(results_filename):
+    """ValueError, before any training, when the results file could not be written."""
+    if os.path.isdir(results_filename):
+        raise ValueError(f"results file {results_filename} is a directory")
+    train_common.check_output_dir(os.path.dirname(os.path.abspath(results_filename)))
+
+
 def train_models(results_filename, data_dir="data/", fresh=False, progress=True, device="auto", **settings):
     """Train every run of the study missing from `results_filename`, saving after each.
 
@@ -107,6 +114,7 @@ def train_models(results_filename, data_dir="data/", fresh=False, progress=True,
                 f"{results_filename} was made with other settings ({results['settings']}); "
                 f"use another --results path or --fresh to replace it"
             )
+    check_results_path(results_filename)
     done = {run_key(run) for run in results["runs"]}
     todo = [run for run in planned_runs(settings) if run_key(run) not in done]
     train_common.check_hyperparameters(
@@ -295,6 +303,8 @@ def main():
     args = parser.parse_args()
     if args.plot_only and args.fresh:
         parser.error("--plot_only and --fresh exclude each other")
+    # checked now, not when the first figure is written after the whole study
+    train_common.check_output_dir(args.figure_dir or os.path.dirname(os.path.abspath(args.results)))
     if not args.plot_only:
         train_models(
             args.results,

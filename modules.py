@@ -120,7 +120,8 @@ class SoftMaxModule:
 class CrossEntropyModule:
     """L = −(1/S) Σ_ik T_ik log X_ik, for probabilities X and targets T.
 
-    ``y`` may be integer labels (S,) or targets T (S, C), one-hot or soft.
+    ``y`` may be integer labels (S,) or targets T (S, C), one-hot or soft; other
+    shapes, and labels outside 0..C−1, are a ValueError.
     Probabilities are clamped below at EPS = 1e-30 before log and division: a
     probability that underflowed to 0 then costs at most −log(1e-30) ≈ 69.1
     per sample, and the gradient −T/max(X, EPS)/S stays finite (≤ 1e30/S,
@@ -133,6 +134,7 @@ class CrossEntropyModule:
     EPS = 1e-30
 
     def forward(self, x, y):
+        _check_targets(x, y)
         s = len(x)
         if np.ndim(y) == 1:
             return -np.log(np.maximum(x[np.arange(s), y], self.EPS)).sum() / s
@@ -140,6 +142,7 @@ class CrossEntropyModule:
 
     def backward(self, x, y):
         """dL/dX = −T ⊘ X / S."""
+        _check_targets(x, y)
         s = len(x)
         if np.ndim(y) == 1:
             dx = np.zeros_like(x)
@@ -150,3 +153,16 @@ class CrossEntropyModule:
 
     def __repr__(self):
         return "CrossEntropyModule()"
+
+
+def _check_targets(x, y):
+    """ValueError for targets that indexing or broadcasting would silently misread:
+    labels of shape (S, 1), negative or too large labels, float labels."""
+    y = np.asarray(y)
+    if y.ndim == 1:
+        if len(y) != len(x) or y.dtype.kind not in "iu":
+            raise ValueError(f"labels must be {len(x)} integers, got shape {y.shape} of {y.dtype}")
+        if len(y) and (y.min() < 0 or y.max() >= x.shape[1]):
+            raise ValueError(f"labels must lie in 0..{x.shape[1] - 1}, got {y.min()}..{y.max()}")
+    elif y.shape != x.shape:
+        raise ValueError(f"targets must be labels ({len(x)},) or of shape {x.shape}, got {y.shape}")

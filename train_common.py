@@ -169,14 +169,18 @@ def new_figure(**kwargs):
     return Figure(**kwargs)
 
 
-def save_run(output_dir, args, logging_info, test_accuracy, save_model, model_name):
-    """Write log.json, loss_curve.png and the model; returns the output directory."""
-    title = (
-        f"{args.get('framework', '')} MLP {args['hidden_dims']}, lr {args['lr']}, "
+def run_title(args, test_accuracy):
+    batch_norm = " with batch norm" if args.get("use_batch_norm") else ""
+    return (
+        f"{args.get('framework', '')} MLP {args['hidden_dims']}{batch_norm}, lr {args['lr']}, "
         f"batch {args['batch_size']}, seed {args['seed']}: test accuracy {test_accuracy:.4f}"
     )
+
+
+def save_run(output_dir, args, logging_info, test_accuracy, save_model, model_name):
+    """Write log.json, loss_curve.png and the model; returns the output directory."""
     save_model(os.path.join(output_dir, model_name))
-    plot_loss_curve(logging_info, os.path.join(output_dir, "loss_curve.png"), title)
+    plot_loss_curve(logging_info, os.path.join(output_dir, "loss_curve.png"), run_title(args, test_accuracy))
     write_json(
         os.path.join(output_dir, "log.json"),
         {"args": args, "test_accuracy": test_accuracy, "logging_info": logging_info},

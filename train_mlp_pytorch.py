@@ -86,7 +86,7 @@ def train(
         log_epochs: print one line per epoch (default: when progress is shown).
 
     Returns:
-        model: the MLP with the weights that did best on the validation set.
+        model: the MLP with the weights that did best on the validation set, in eval mode.
         val_accuracies: validation accuracy after each epoch.
         test_accuracy: the best model's accuracy on the test set.
         logging_info: per-epoch train_loss, train_accuracy, val_accuracy, epoch_time;
@@ -144,6 +144,7 @@ def train(
             best_accuracy = val_accuracy
             logging_info["best_epoch"] = epoch + 1
     model.load_state_dict(best_state)
+    model.eval()  # returned for evaluation: batch norm should use (and keep) its running statistics
     test_accuracy = evaluate_model(model, eval_loaders["test"])
     return model, logging_info["val_accuracy"], test_accuracy, logging_info
 

@@ -120,7 +120,7 @@ def test_split_is_fixed_and_ignores_global_numpy_seed(fake_cifar_dir):
     assert np.array_equal(first.labels, second.labels)
 
 
-@pytest.mark.parametrize("bad", [-1, 50_001, N_TRAIN + 1, 5000.0, 30.5, "30", None])
+@pytest.mark.parametrize("bad", [-1, 50_001, N_TRAIN + 1, 5000.0, 30.5, "30", None, True])
 def test_invalid_validation_size_raises_value_error(fake_cifar_dir, bad):
     with pytest.raises(ValueError, match="validation_size"):
         cu.get_cifar10(fake_cifar_dir, validation_size=bad)
@@ -694,6 +694,22 @@ def test_archive_in_data_dir_with_wrong_md5_is_refused(source, data_dir, unreach
     assert str(data_dir / ARCHIVE) in str(excinfo.value)
     assert not (data_dir / BATCHES).exists()
     assert leftovers(data_dir) == [ARCHIVE]
+
+
+def test_batches_path_taken_by_a_file_is_an_error(source, data_dir, unreachable_url):
+    """A file where cifar-10-batches-py/ should go: the archive is fine, the rename is not."""
+    data_dir.mkdir(parents=True)
+    md5 = make_archive(data_dir / ARCHIVE, source.batches_dir)
+    (data_dir / BATCHES).write_text("not a directory")
+    with pytest.raises(cu.CIFAR10Error, match=BATCHES):
+        cu.get_cifar10(data_dir, validation_size=VAL, url=unreachable_url, md5=md5)
+    assert leftovers(data_dir) == sorted([ARCHIVE, BATCHES])  # no temporary directory left
+
+
+def test_unreadable_archive_is_an_error(data_dir, unreachable_url):
+    (data_dir / ARCHIVE).mkdir(parents=True)  # a directory where the archive should be
+    with pytest.raises(cu.CIFAR10Error, match=ARCHIVE):
+        cu.get_cifar10(data_dir, validation_size=VAL, url=unreachable_url, md5="0" * 32)
 
 
 def _archive_without_batches_dir(src, path):

@@ -487,6 +487,24 @@ def test_refused_results_file_on_the_command_line(kind, results_copy, data_dir, 
     assert sorted(os.listdir(results_copy.parent)) == ["results.json"]
 
 
+@pytest.mark.parametrize("flag", ["--results", "--figure_dir"])
+def test_unwritable_output_is_refused_before_training(flag, data_dir, tmp_path):
+    (tmp_path / "afile").write_text("a file, not a directory")
+    target = os.fspath(tmp_path / "afile" / ("r.json" if flag == "--results" else "figs"))
+    proc = run_cli(["--data_dir", data_dir, "--epochs", "1", flag, target, "--no_progress"], tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "afile" in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["afile"], "trained or wrote before refusing"
+
+
+def test_results_path_that_is_a_directory_is_refused(tmp_path, fake_train):
+    (tmp_path / "r.json").mkdir()
+    with pytest.raises(ValueError, match="directory"):
+        cbn.train_models(os.fspath(tmp_path / "r.json"), fresh=True, epochs=1)
+    assert fake_train.calls == []
+
+
 # ---------------------------------------------------------------- known bugs
 
 

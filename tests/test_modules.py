@@ -266,6 +266,24 @@ def test_cross_entropy_labels_and_one_hot_agree(onehot_dtype):
     assert np.count_nonzero(dx_labels) == s
 
 
+@pytest.mark.parametrize(
+    "targets",
+    [
+        np.array([[0], [1], [2], [1]]),  # labels as a column: would broadcast over the classes
+        np.array([0, 1, -1, 2]),  # -1 would index the last class
+        np.array([0, 1, 3, 2]),  # no class 3
+        np.array([0.0, 1.0, 2.0, 1.0]),  # float labels
+        np.array([0, 1, 2]),  # one label short
+        np.eye(3)[[0, 1, 2]],  # targets for 3 rows, not 4
+    ],
+)
+@pytest.mark.parametrize("method", ["forward", "backward"])
+def test_cross_entropy_refuses_misreadable_targets(targets, method):
+    x = random_probs(np.random.default_rng(21), 4, 3)
+    with pytest.raises(ValueError, match="labels|targets"):
+        getattr(CrossEntropyModule(), method)(x, targets)
+
+
 # ------------------------------------------------------------------ numerical safety
 
 BIG_LOGITS = [[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [-1e4, 1e4, 1e4]]

@@ -327,6 +327,7 @@ def test_train_returns_the_documented_results(trained):
     assert isinstance(model, MLP) and model.use_batch_norm == bn
     assert any(isinstance(m, nn.BatchNorm1d) for m in model.modules()) == bn
     assert model.device.type == "cpu" and info["device"] == "cpu"
+    assert not model.training, "returned in train mode: batch norm would use batch statistics"
     assert [tuple(lin.weight.shape) for lin in model.linears()] == [(16, 3072), (10, 16)]
     check_train_results(val_accuracies, test_accuracy, info, EPOCHS, BATCHES_PER_EPOCH)
 
@@ -484,6 +485,12 @@ def test_cli_writes_log_curve_and_model(cli_runs, train_once, data_dir):
     model.load_state_dict(state)
     test_loader = cifar10_utils.get_dataloader(cifar10_utils.get_cifar10(data_dir), 1000)["test"]
     assert tp.evaluate_model(model, test_loader) == log["test_accuracy"]  # the saved model is the tested one
+
+
+def test_loss_curve_title_names_batch_norm():
+    args = {"framework": "PyTorch", "hidden_dims": [128], "lr": 0.1, "batch_size": 128, "seed": 42}
+    assert "batch norm" not in train_common.run_title({**args, "use_batch_norm": False}, 0.5)
+    assert "MLP [128] with batch norm," in train_common.run_title({**args, "use_batch_norm": True}, 0.5)
 
 
 def test_cli_default_output_dir_names_the_model(cli_runs):

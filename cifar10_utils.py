@@ -87,6 +87,11 @@ def normalize(pixels):
     return out.reshape(len(pixels), *IMAGE_SHAPE)
 
 
+def _is_integer(value):
+    """A Python or NumPy integer, but not a bool (which Python counts as an int)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def get_cifar10(data_dir="data/", validation_size=5000, url=None, md5=None):
     """Load CIFAR-10 from ``data_dir/cifar-10-batches-py``, downloading it if missing.
 
@@ -100,11 +105,7 @@ def get_cifar10(data_dir="data/", validation_size=5000, url=None, md5=None):
         {'train', 'validation', 'test'}: CIFAR10Split data sets.
     """
     n_max = 50_000
-    if (
-        isinstance(validation_size, bool)
-        or not isinstance(validation_size, (int, np.integer))
-        or not 0 <= validation_size <= n_max
-    ):
+    if not _is_integer(validation_size) or not 0 <= validation_size <= n_max:
         raise ValueError(f"validation_size must be an integer in [0, {n_max}], got {validation_size!r}")
     batches_dir = os.path.join(data_dir, BATCHES_DIR)
     if not os.path.isdir(batches_dir):
@@ -124,7 +125,7 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, drop_last=False, return_numpy=False, seed=None):
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not _is_integer(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.dataset, self.batch_size = dataset, int(batch_size)
         self.shuffle, self.drop_last, self.return_numpy = shuffle, drop_last, return_numpy

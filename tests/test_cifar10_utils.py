@@ -269,7 +269,7 @@ def test_validation_size_zero_gives_empty_validation_loader(fake_cifar_dir):
     assert sum(len(y) for _, y in loaders["train"]) == N_TRAIN // 32 * 32
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, "32", None])
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "32", None, True])
 def test_invalid_batch_size_raises(fake_cifar_dir, bad):
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
     with pytest.raises(ValueError, match="batch_size"):

@@ -177,7 +177,7 @@ def plot_results(results_filename, figure_dir=None):
     """Draw the study from the results file alone; returns the paths written.
 
     Writes train_accuracy.png, val_accuracy.png, test_accuracy.png and
-    test_accuracy.md into figure_dir (default: beside the results file).
+    test_accuracy.md into figure_dir (default: beside the results file), as one set.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -189,7 +189,7 @@ def plot_results(results_filename, figure_dir=None):
     architectures = list(dict.fromkeys(dims for dims, _ in groups))
     n_seeds = max(len(runs) for runs in groups.values())
     seeds_note = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
-    paths = []
+    writers = {}
     for key, ylabel in (
         ("train_accuracy", "training accuracy (mean over the epoch's batches)"),
         ("val_accuracy", "validation accuracy"),
@@ -209,7 +209,7 @@ def plot_results(results_filename, figure_dir=None):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
         fig.tight_layout()
-        paths.append(_save_figure(fig, os.path.join(figure_dir, f"{key}.png")))
+        writers[os.path.join(figure_dir, f"{key}.png")] = train_common.png_writer(fig, dpi=90)
 
     rows = _test_table(groups)
     fig = train_common.new_figure(figsize=(8, 4))
@@ -240,13 +240,12 @@ def plot_results(results_filename, figure_dir=None):
     )
     ax.legend()
     fig.tight_layout()
-    paths.append(_save_figure(fig, os.path.join(figure_dir, "test_accuracy.png")))
+    writers[os.path.join(figure_dir, "test_accuracy.png")] = train_common.png_writer(fig, dpi=90)
 
-    table = markdown_table(rows)
-    path = os.path.join(figure_dir, "test_accuracy.md")
-    train_common.atomic_write(path, lambda f: f.write(table.encode()))
-    paths.append(path)
-    return paths
+    table = markdown_table(rows).encode()
+    writers[os.path.join(figure_dir, "test_accuracy.md")] = lambda f: f.write(table)
+    train_common.atomic_write_all(writers)
+    return list(writers)
 
 
 def _test_table(groups):
@@ -282,11 +281,6 @@ def markdown_table(rows):
             f"{r['val']:.4f} | {r['train']:.4f} | {r['time']:.1f} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _save_figure(fig, path):
-    train_common.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
-    return path
 
 
 def main():

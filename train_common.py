@@ -95,6 +95,28 @@ def atomic_write(path, write):
 
     A crash or Ctrl-C before the rename leaves the old file (or none), never half of one.
     """
+    atomic_write_all({path: write})
+
+
+def atomic_write_all(writers):
+    """atomic_write for a set of files {path: write}: every file is written to its
+    temporary name before the first rename, so an interrupt never leaves a new file
+    beside an old one from an earlier run (the renames take microseconds, the writing
+    and the plotting before them seconds)."""
+    temporaries = {}
+    try:
+        for path, write in writers.items():
+            temporaries[path] = _write_temporary(path, write)
+        for path, tmp in temporaries.items():
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temporaries.values():
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
+
+
+def _write_temporary(path, write):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
@@ -102,10 +124,10 @@ def atomic_write(path, write):
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any file
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.replace(tmp, path)
     except BaseException:
         os.remove(tmp)
         raise
+    return tmp
 
 
 def _umask():
@@ -115,9 +137,13 @@ def _umask():
 
 
 def write_json(path, obj):
-    """Indented, strict JSON: a diverged run's NaN or inf losses are written as null."""
-    text = json.dumps(_finite(obj), indent=2, allow_nan=False)
-    atomic_write(path, lambda f: f.write((text + "\n").encode()))
+    atomic_write(path, json_writer(obj))
+
+
+def json_writer(obj):
+    """write(file) of indented, strict JSON: a diverged run's NaN or inf losses become null."""
+    data = (json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n").encode()
+    return lambda f: f.write(data)
 
 
 def _finite(obj):
@@ -130,7 +156,7 @@ def _finite(obj):
     return obj
 
 
-def plot_loss_curve(logging_info, path, title):
+def loss_curve_figure(logging_info, title):
     """Per-batch loss with its per-epoch mean, and train/validation accuracy per epoch."""
     from matplotlib.ticker import MaxNLocator
 
@@ -158,7 +184,11 @@ def plot_loss_curve(logging_info, path, title):
     fig.suptitle(title)
     # fixed margins: tight_layout would draw the figure twice, a tenth of a second per run
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.85, wspace=0.25)
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    return fig
+
+
+def png_writer(fig, dpi=100):
+    return lambda f: fig.savefig(f, format="png", dpi=dpi)
 
 
 def new_figure(**kwargs):
@@ -177,13 +207,17 @@ def run_title(args, test_accuracy):
     )
 
 
-def save_run(output_dir, args, logging_info, test_accuracy, save_model, model_name):
-    """Write log.json, loss_curve.png and the model; returns the output directory."""
-    save_model(os.path.join(output_dir, model_name))
-    plot_loss_curve(logging_info, os.path.join(output_dir, "loss_curve.png"), run_title(args, test_accuracy))
-    write_json(
-        os.path.join(output_dir, "log.json"),
-        {"args": args, "test_accuracy": test_accuracy, "logging_info": logging_info},
+def save_run(output_dir, args, logging_info, test_accuracy, write_model, model_name):
+    """Write log.json, loss_curve.png and the model (write_model(file)) as one set; returns
+    the output directory."""
+    figure = loss_curve_figure(logging_info, run_title(args, test_accuracy))
+    log = {"args": args, "test_accuracy": test_accuracy, "logging_info": logging_info}
+    atomic_write_all(
+        {
+            os.path.join(output_dir, model_name): write_model,
+            os.path.join(output_dir, "loss_curve.png"): png_writer(figure),
+            os.path.join(output_dir, "log.json"): json_writer(log),
+        }
     )
     return output_dir
 

@@ -102,9 +102,10 @@ def train(hidden_dims, lr, batch_size, epochs, seed, data_dir, dtype=np.float32,
     return best_model, logging_info["val_accuracy"], test_accuracy, logging_info
 
 
-def save_model(model, path):
+def model_writer(model):
+    """write(file) of the parameters as .npz, keyed '<layer>.weight' and '<layer>.bias'."""
     arrays = {f"{i}.{name}": p for i, lin in enumerate(model.linears) for name, p in lin.params.items()}
-    train_common.atomic_write(path, lambda f: np.savez(f, **arrays))
+    return lambda f: np.savez(f, **arrays)
 
 
 def main():
@@ -129,7 +130,7 @@ def main():
     )
     run_args = {"framework": "NumPy", **vars(args)}
     out = train_common.save_run(
-        args.output_dir, run_args, logging_info, test_accuracy, lambda p: save_model(model, p), "model.npz"
+        args.output_dir, run_args, logging_info, test_accuracy, model_writer(model), "model.npz"
     )
     print(f"test accuracy {test_accuracy:.4f} (best epoch {logging_info['best_epoch']}); results in {out}/")
 

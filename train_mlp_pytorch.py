@@ -177,16 +177,12 @@ def main():
     run_args = {"framework": "PyTorch", **vars(args)}
     state = {k: v.cpu().contiguous() for k, v in model.state_dict().items()}  # a plain nn.Linear layout
     out = train_common.save_run(
-        args.output_dir, run_args, logging_info, test_accuracy, lambda p: save_state(state, p), "model.pt"
+        args.output_dir, run_args, logging_info, test_accuracy, lambda f: torch.save(state, f), "model.pt"
     )
     print(
         f"test accuracy {test_accuracy:.4f} (best epoch {logging_info['best_epoch']}, "
         f"{logging_info['device']}); results in {out}/"
     )
-
-
-def save_state(state, path):
-    train_common.atomic_write(path, lambda f: torch.save(state, f))
 
 
 if __name__ == "__main__":

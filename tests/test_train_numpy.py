@@ -398,3 +398,41 @@ def test_atomic_write_respects_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt])
+def test_atomic_write_all_renames_nothing_until_every_file_is_written(tmp_path, exc):
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(b"old first")
+    second.write_bytes(b"old second")
+    with pytest.raises(exc):
+        train_common.atomic_write_all(
+            {os.fspath(first): lambda f: f.write(b"new first"), os.fspath(second): failing_writer(exc)}
+        )
+    assert (first.read_bytes(), second.read_bytes()) == (b"old first", b"old second")
+    assert sorted(os.listdir(tmp_path)) == ["first.bin", "second.bin"]
+
+
+def fake_logging_info(loss):
+    info = train_common.new_logging_info()
+    train_common.log_epoch(info, [loss, loss], 3, 4, 0.5, 1.0)
+    info["best_epoch"] = 1
+    return info
+
+
+def test_save_run_interrupted_while_plotting_leaves_the_earlier_run_whole(tmp_path, monkeypatch):
+    """The model is written first and the plot takes longest: an interrupt there must not
+    leave the new model beside the earlier run's log."""
+    args = {"framework": "NumPy", "hidden_dims": [16], "lr": 0.1, "batch_size": 32, "seed": 1}
+    train_common.save_run(
+        tmp_path, args, fake_logging_info(2.0), 0.25, lambda f: f.write(b"old"), "model.bin"
+    )
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    assert set(before) == {"model.bin", "loss_curve.png", "log.json"}
+
+    monkeypatch.setattr(train_common, "png_writer", lambda fig: failing_writer(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        train_common.save_run(
+            tmp_path, args, fake_logging_info(1.0), 0.5, lambda f: f.write(b"new"), "model.bin"
+        )
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before

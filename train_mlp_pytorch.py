@@ -9,19 +9,24 @@ validation accuracy) to --output_dir and prints the best model's test accuracy.
 
 import os
 import random
+import sys
 import time
 
 # cuBLAS is deterministic only with this workspace setting, read when CUDA starts.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+try:  # Ctrl-C during the 1 to 2 s of `import torch` ends like any later interrupt (run_cli)
+    import numpy as np
+    import torch
+    from torch import nn
+    from tqdm import tqdm
 
-import cifar10_utils  # noqa: E402
-import train_common  # noqa: E402
-from mlp_pytorch import MLP, select_device  # noqa: E402
+    import cifar10_utils
+    import train_common
+    from mlp_pytorch import MLP, select_device
+except KeyboardInterrupt:
+    print(f"{os.path.basename(sys.argv[0])}: error: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 EVAL_BATCH_SIZE = 1000  # evaluation needs no gradients; larger batches only make it faster
 

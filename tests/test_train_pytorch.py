@@ -12,9 +12,11 @@ torch again for each.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -522,3 +524,27 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert stderr.startswith(f"{SCRIPT}: error:") and BAD_INPUTS[name][1] in stderr, stderr
     assert stdout == ""
     assert not os.path.exists(out)
+
+
+def _has_mapped_torch(pid):
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return "libtorch" in f.read()
+    except OSError:  # the process has just ended
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc to see torch loading")
+def test_ctrl_c_while_torch_is_imported_is_one_line_exit_130(tmp_path):
+    """The first 1 to 2 s of every run are `import torch`, before run_cli is there to catch Ctrl-C."""
+    proc = start_cli(
+        ["--data_dir", os.fspath(tmp_path / "data"), "--output_dir", os.fspath(tmp_path / "out")]
+    )
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not _has_mapped_torch(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)  # libtorch is loaded: the rest of `import torch` takes ~1 s
+    stdout, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stdout, stderr) == (130, "", f"{SCRIPT}: error: interrupted\n")
+    assert os.listdir(tmp_path) == []

@@ -628,7 +628,14 @@ def test_connection_refused_names_url_and_where_to_put_the_archive(data_dir, unr
     message = str(excinfo.value)
     assert unreachable_url in message
     assert os.path.join(str(data_dir), ARCHIVE) in message
-    assert leftovers(data_dir) == []
+    assert not data_dir.parent.exists()  # nor the empty directories it made for data_dir
+
+
+def test_failed_download_keeps_directories_that_were_there(data_dir, unreachable_url):
+    data_dir.mkdir(parents=True)
+    with pytest.raises(cu.CIFAR10Error):
+        cu.get_cifar10(data_dir, url=unreachable_url, md5="0" * 32)
+    assert data_dir.is_dir() and leftovers(data_dir) == []
 
 
 def test_http_404_raises_cifar10_error(http_server, data_dir):

@@ -302,10 +302,6 @@ def fetch_cifar10(data_dir, url=None, md5=None):
     md5 = md5 or os.environ.get("CIFAR10_MD5") or ARCHIVE_MD5
     created = _missing_directories(data_dir)
     try:
-        try:
-            os.makedirs(data_dir, exist_ok=True)
-        except OSError as e:
-            raise CIFAR10Error(f"cannot use {data_dir} as the data directory ({e.strerror})") from None
         _fetch(data_dir, url, md5)
     except BaseException:
         for directory in created:  # a failed first run leaves no empty data_dir behind
@@ -318,14 +314,18 @@ def fetch_cifar10(data_dir, url=None, md5=None):
 
 def _missing_directories(path):
     """The directories os.makedirs(path) would create, deepest first."""
-    missing, path = [], os.path.abspath(path)
-    while not os.path.exists(path):
+    missing, path = [], os.path.realpath(path)  # realpath: "link/../x" is made beside link's target
+    while not os.path.lexists(path) and path != os.path.dirname(path):
         missing.append(path)
         path = os.path.dirname(path)
     return missing
 
 
 def _fetch(data_dir, url, md5):
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as e:
+        raise CIFAR10Error(f"cannot use {data_dir} as the data directory ({e.strerror})") from None
     archive = os.path.join(data_dir, ARCHIVE_NAME)
     if os.path.exists(archive):
         try:

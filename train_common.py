@@ -1,6 +1,7 @@
 """What the NumPy and PyTorch trainers share: command line, checks, atomic output, plots."""
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -100,34 +101,30 @@ def atomic_write(path, write):
 
 def atomic_write_all(writers):
     """atomic_write for a set of files {path: write}: every file is written to its
-    temporary name before the first rename, so an interrupt never leaves a new file
-    beside an old one from an earlier run (the renames take microseconds, the writing
-    and the plotting before them seconds)."""
-    temporaries = {}
+    temporary name before the first rename, so an interrupt or a failing writer never
+    leaves a new file beside an old one from an earlier run (the renames take
+    microseconds; the writing and plotting before them, seconds). A rename that the
+    system refuses midway is the one failure that can still split the set."""
+    for path in writers:
+        if os.path.isdir(path):
+            raise ValueError(f"cannot write {path}: a directory stands there")
+    temporaries = {}  # path -> its temporary file, from the moment the file exists
     try:
         for path, write in writers.items():
-            temporaries[path] = _write_temporary(path, write)
-        for path, tmp in temporaries.items():
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp in temporaries.values():
-            if os.path.exists(tmp):
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)
+            prefix = f".{os.path.basename(path)}."
+            fd, temporaries[path] = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results should read like any file
+                write(f)
+        for path in list(temporaries):
+            os.replace(temporaries[path], path)
+            del temporaries[path]
+    finally:
+        for tmp in temporaries.values():  # left only when something failed
+            with contextlib.suppress(OSError):
                 os.remove(tmp)
-        raise
-
-
-def _write_temporary(path, write):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any file
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-    except BaseException:
-        os.remove(tmp)
-        raise
-    return tmp
 
 
 def _umask():
@@ -188,6 +185,7 @@ def loss_curve_figure(logging_info, title):
 
 
 def png_writer(fig, dpi=100):
+    """write(file) of the figure as PNG, drawn by Agg."""
     return lambda f: fig.savefig(f, format="png", dpi=dpi)
 
 
@@ -239,7 +237,7 @@ def run_cli(main, freeze_gc=True):
     except (ValueError, CIFAR10Error) as e:
         _fail(prog, e, 2)
     except KeyboardInterrupt:
-        _fail(prog, "interrupted (files are written atomically: none is left half-written)", 130)
+        _fail(prog, "interrupted (no file is left half-written)", 130)
     if freeze_gc:
         # Every file is written and closed. Python's last collection at exit would walk every
         # object again (0.7 to 1 s with torch); frozen ones are skipped, and the memory goes

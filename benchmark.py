@@ -110,7 +110,8 @@ def bench_numpy_steps(data_dir, repeats, rows):
 
     data = cifar10_utils.get_cifar10(data_dir)
     batches = list(cifar10_utils.get_dataloader(data, 128, return_numpy=True, seed=0)["train"])
-    model, loss = MLP(3072, [128], 10, dtype=np.float32), CrossEntropyModule()
+    model = MLP(3072, [128], 10, dtype=np.float32, column_major=True)  # as train_mlp_numpy builds it
+    loss = CrossEntropyModule()
 
     def epoch():
         for x, y in batches:

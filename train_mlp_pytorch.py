@@ -9,11 +9,12 @@ validation accuracy) to --output_dir and prints the best model's test accuracy.
 
 import os
 import random
-import sys
 import time
 
 # cuBLAS is deterministic only with this workspace setting, read when CUDA starts.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import train_common  # noqa: E402 (first: its one-line interrupt serves the imports below)
 
 try:  # Ctrl-C during the 1 to 2 s of `import torch` ends like any later interrupt (run_cli)
     import numpy as np
@@ -22,15 +23,11 @@ try:  # Ctrl-C during the 1 to 2 s of `import torch` ends like any later interru
     from tqdm import tqdm
 
     import cifar10_utils
-    import train_common
     from mlp_pytorch import MLP, select_device
 except KeyboardInterrupt:
     if __name__ != "__main__":  # imported by another program: the interrupt is its to handle
         raise
-    print(
-        f"{os.path.basename(sys.argv[0])}: error: interrupted (no file is left half-written)", file=sys.stderr
-    )
-    sys.exit(130)
+    train_common.exit_interrupted()
 
 EVAL_BATCH_SIZE = 1000  # evaluation needs no gradients; larger batches only make it faster
 

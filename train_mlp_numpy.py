@@ -27,14 +27,20 @@ def accuracy(predictions, targets):
     return float(np.mean(np.argmax(predictions, axis=1) == targets))
 
 
+def n_correct(predictions, targets):
+    """How many rows of predictions (S, C) have their argmax at targets (S,): an exact count,
+    so that accuracies summed over batches do not round."""
+    return int(np.sum(np.argmax(predictions, axis=1) == targets))
+
+
 def evaluate_model(model, data_loader):
     """Accuracy over the whole data set, weighting every batch by its size."""
-    n_correct = n_seen = 0
+    n_right = n_seen = 0
     for x, y in data_loader:
-        n_correct += int(np.sum(np.argmax(model.forward(x), axis=1) == y))
+        n_right += n_correct(model.forward(x), y)
         n_seen += len(y)
     model.clear_cache()
-    return n_correct / n_seen
+    return n_right / n_seen
 
 
 def sgd_step(model, lr):
@@ -75,7 +81,7 @@ def train(hidden_dims, lr, batch_size, epochs, seed, data_dir, dtype=np.float32,
     best_model, best_accuracy = None, -1.0
     for epoch in range(epochs):
         start = time.perf_counter()
-        batch_losses, n_correct, n_seen = [], 0, 0
+        batch_losses, n_right, n_seen = [], 0, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
         for x, y in bar:
             probs = model.forward(x)
@@ -83,13 +89,13 @@ def train(hidden_dims, lr, batch_size, epochs, seed, data_dir, dtype=np.float32,
             model.backward(loss_module.backward(probs, y))
             sgd_step(model, lr)
             batch_losses.append(float(loss))
-            n_correct += int(np.sum(np.argmax(probs, axis=1) == y))
+            n_right += n_correct(probs, y)
             n_seen += len(y)
             if len(batch_losses) % 25 == 0:
                 bar.set_postfix(loss=f"{np.mean(batch_losses[-25:]):.3f}", refresh=False)
         val_accuracy = evaluate_model(model, eval_loaders["validation"])
         train_common.log_epoch(
-            logging_info, batch_losses, n_correct, n_seen, val_accuracy, time.perf_counter() - start
+            logging_info, batch_losses, n_right, n_seen, val_accuracy, time.perf_counter() - start
         )
         if progress:
             tqdm.write(

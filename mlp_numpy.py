@@ -2,55 +2,85 @@
 
 import numpy as np
 
-from modules import LinearModule, ReLUModule, SoftMaxModule
+from modules import BatchNormModule, LinearModule, ReLUModule, SoftMaxModule
 
 
 class MLP:
-    """(Linear -> ReLU) per hidden size, then Linear -> SoftMax.
+    """(Linear -> [BatchNorm] -> ReLU) per hidden size, then Linear -> SoftMax.
 
     Args:
         n_inputs: features per sample (3072 for CIFAR-10).
         n_hidden: list of hidden sizes; [] gives multinomial logistic regression.
         n_classes: number of classes C.
+        use_batch_norm: put a BatchNormModule between each hidden Linear and its ReLU.
         dtype: float64 by default (exact gradient checks); float32 for training speed.
         rng: a np.random.Generator for the weights (default: NumPy's global RNG).
-        column_major: column-major weights (LinearModule), for training speed.
+
+    Attributes:
+        layers: every module, in the order forward applies them. An SGD step updates
+            each one that has ``params`` (the linear layers and the batch norms):
+            ``for layer in model.layers: if hasattr(layer, "params"): ...``.
+        linears: the LinearModules alone, first to last.
+        training: True at construction; train() and eval() set it, and with it
+            whether the batch norms use batch statistics or their running estimates.
 
     Shape:
         x (S, n_inputs) or (S, 3, 32, 32) -> class probabilities (S, C).
     """
 
-    def __init__(self, n_inputs, n_hidden, n_classes, dtype=np.float64, rng=None, column_major=False):
+    def __init__(self, n_inputs, n_hidden, n_classes, use_batch_norm=False, dtype=np.float64, rng=None):
         sizes = [n_inputs, *n_hidden, n_classes]
-        self.dtype = np.dtype(dtype)
+        self.n_inputs, self.use_batch_norm, self.dtype = n_inputs, use_batch_norm, np.dtype(dtype)
         self.linears = [
-            LinearModule(m, n, input_layer=i == 0, dtype=dtype, rng=rng, column_major=column_major)
+            LinearModule(m, n, input_layer=i == 0, dtype=dtype, rng=rng)
             for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
         ]
-        self.modules = []
+        self.layers = []
         for linear in self.linears[:-1]:
-            self.modules += [linear, ReLUModule()]
-        self.modules += [self.linears[-1], SoftMaxModule()]
+            self.layers.append(linear)
+            if use_batch_norm:
+                self.layers.append(BatchNormModule(linear.out_features, dtype=dtype))
+            self.layers.append(ReLUModule())
+        self.layers += [self.linears[-1], SoftMaxModule()]
+        self.training = True
+
+    def train(self, mode=True):
+        """Training mode (mode=True): the batch norms normalise with each batch's statistics."""
+        self.training = mode
+        for layer in self.layers:
+            if isinstance(layer, BatchNormModule):
+                layer.train(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: the batch norms use their running estimates (and leave them alone)."""
+        return self.train(False)
 
     def forward(self, x):
+        shape = np.shape(x)
+        if len(shape) < 2 or shape[0] == 0 or np.prod(shape[1:]) != self.n_inputs:
+            raise ValueError(
+                f"MLP expects a non-empty batch of S samples with {self.n_inputs} features each, "
+                f"(S, {self.n_inputs}) or e.g. (S, 3, 32, 32), got shape {shape}"
+            )
         out = np.asarray(x, dtype=self.dtype).reshape(len(x), -1)
-        for module in self.modules:
-            out = module.forward(out)
+        for layer in self.layers:
+            out = layer.forward(out)
         return out
 
     def backward(self, dout):
-        """Fill every linear layer's grads from dL/d(probabilities) (S, C)."""
-        for module in reversed(self.modules[1:]):
-            dout = module.backward(dout)
-        self.modules[0].backward(dout, input_grad=False)  # nothing needs dL/d(pixels)
+        """Fill every layer's grads from dL/d(probabilities) (S, C)."""
+        for layer in reversed(self.layers[1:]):
+            dout = layer.backward(dout)
+        self.layers[0].backward(dout, input_grad=False)  # nothing needs dL/d(pixels)
 
     def clear_cache(self):
-        for module in self.modules:
-            module.clear_cache()
+        for layer in self.layers:
+            layer.clear_cache()
 
     def __call__(self, x):
         return self.forward(x)
 
     def __repr__(self):
-        body = "\n".join(f"  ({i}): {m!r}" for i, m in enumerate(self.modules))
+        body = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"MLP(\n{body}\n)"

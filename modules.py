@@ -1,10 +1,15 @@
-"""The four NumPy modules of the MLP, each backward beside its forward.
+"""The NumPy modules of the MLP, each backward beside its forward.
 
 Every module works on a batch of S row vectors. The derivations, in index
 notation, are in docs/backprop.md; each backward's docstring states the closed
 form it implements. Modules built without a ``dtype`` argument compute in
 float64 throughout, so finite-difference gradient checks are exact to ~1e-10;
 training passes ``dtype=np.float32`` for twice the matmul speed.
+
+Misuse is a ValueError with one readable line rather than a matmul error deep
+inside NumPy: a single sample without its batch axis, the wrong number of
+features, an empty batch, or ``backward`` before ``forward``. The checks look at
+shapes only, so they cost nothing next to the arithmetic.
 """
 
 import numpy as np
@@ -18,46 +23,41 @@ class LinearModule:
         input_layer: the first layer of a network. Its inputs are normalized
             pixels, not ReLU outputs, so Kaiming's variance is 1/M instead of 2/M.
         dtype: floating type of the parameters and of the computation.
-        column_major: store the weight and its gradient column-major, as the
-            transpose of a row-major (M, N) array. X W^T then reads W^T row by
-            row, and dL/dW is written as (X^T dout)^T into a gradient laid out
-            alike, which OpenBLAS runs faster (train_mlp_numpy.py uses it; see
-            README.md). Values and shapes are the same, but reshape(-1) of such
-            a weight is a copy, not a view, so the default stays row-major.
+        rng: a np.random.Generator for the weights (default: NumPy's global RNG).
 
     Shape:
-        X (S, M) -> Y (S, N); params['weight'] (N, M), params['bias'] (1, N).
+        X (S, M) -> Y (S, N); params['weight'] (N, M), params['bias'] (1, N);
+        grads alike.
     """
 
-    def __init__(
-        self, in_features, out_features, input_layer=False, dtype=np.float64, rng=None, column_major=False
-    ):
+    def __init__(self, in_features, out_features, input_layer=False, dtype=np.float64, rng=None):
         rng = np.random if rng is None else rng
         gain = 1.0 if input_layer else 2.0
         self.in_features, self.out_features, self.input_layer = in_features, out_features, input_layer
-        self.column_major = column_major
         weight = rng.standard_normal((out_features, in_features)) * np.sqrt(gain / in_features)
         self.params = {
-            "weight": np.array(weight, dtype=dtype, order="F" if column_major else "C"),
+            "weight": weight.astype(dtype, copy=False),
             "bias": np.zeros((1, out_features), dtype=dtype),
         }
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}  # same layout
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.x = None
 
     def forward(self, x):
         """(S, M) -> (S, N)."""
+        _check_batch(self, x, self.in_features)
         self.x = x
         return x @ self.params["weight"].T + self.params["bias"]
 
     def backward(self, dout, input_grad=True):
         """dL/dW = dout^T X, dL/db = 1^T dout, dL/dX = dout W.
 
-        input_grad=False skips dL/dX (returns None): the first layer's inputs are pixels.
+        input_grad=False skips dL/dX (returns None): the first layer's inputs are
+        pixels, and nothing upstream needs their gradient.
         """
-        # written into the grads arrays: a fresh 1.5 MB array per step costs as much as the matmul;
-        # as (X^T dout)^T, which BLAS writes row by row into a column-major gradient
-        np.matmul(self.x.T, dout, out=self.grads["weight"].T)
-        np.sum(dout, axis=0, keepdims=True, out=self.grads["bias"])
+        x = _cached(self, self.x)
+        _check_dout(self, dout, (len(x), self.out_features))
+        self.grads["weight"] = dout.T @ x
+        self.grads["bias"] = dout.sum(axis=0, keepdims=True)
         return dout @ self.params["weight"] if input_grad else None
 
     def clear_cache(self):
@@ -66,8 +66,103 @@ class LinearModule:
     def __repr__(self):
         return (
             f"LinearModule(in_features={self.in_features}, out_features={self.out_features}, "
-            f"input_layer={self.input_layer}, dtype={self.params['weight'].dtype}, "
-            f"column_major={self.column_major})"
+            f"input_layer={self.input_layer}, dtype={self.params['weight'].dtype})"
+        )
+
+
+class BatchNormModule:
+    """Y = γ ∘ X̂ + β, with X̂ = (X − μ) / sqrt(σ² + ε) normalising each feature over the batch.
+
+    In training mode μ and σ² are the batch's mean and biased variance (1/S) per
+    feature, and the running estimates follow PyTorch's convention:
+    running = (1 − momentum) · running + momentum · batch statistic, with the
+    unbiased variance (1/(S − 1)) in running_var. In eval mode the running
+    estimates take the place of μ and σ², so each sample is normalised on its own.
+
+    Args:
+        n_features: N, the width of the layer it follows.
+        eps: ε, added to the variance so a constant feature does not divide by 0.
+        momentum: weight of the newest batch in the running estimates.
+        dtype: floating type of the parameters and of the computation.
+
+    Attributes:
+        params: {'weight': γ (ones), 'bias': β (zeros)}, each (1, N); grads alike.
+        running_mean (zeros), running_var (ones): (1, N).
+        training: True at construction; train() and eval() set it.
+
+    Shape:
+        X (S, N) -> Y (S, N); S >= 2 in training mode.
+    """
+
+    def __init__(self, n_features, eps=1e-5, momentum=0.1, dtype=np.float64):
+        self.n_features, self.eps, self.momentum = n_features, eps, momentum
+        self.params = {
+            "weight": np.ones((1, n_features), dtype=dtype),
+            "bias": np.zeros((1, n_features), dtype=dtype),
+        }
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.running_mean = np.zeros((1, n_features), dtype=dtype)
+        self.running_var = np.ones((1, n_features), dtype=dtype)
+        self.training = True
+        self.x_hat = self.inv_std = None
+        self.batch_stats = None  # whether the cached forward normalised with the batch's own statistics
+
+    def train(self, mode=True):
+        """Normalise with batch statistics (mode=True) or with the running estimates (mode=False)."""
+        self.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def forward(self, x):
+        """(S, N) -> (S, N)."""
+        _check_batch(self, x, self.n_features)
+        if self.training:
+            s = len(x)
+            if s < 2:
+                raise ValueError(
+                    "BatchNormModule needs at least 2 samples per batch in training mode "
+                    "(the variance of one sample is 0); call eval() to use the running estimates"
+                )
+            mean = x.mean(axis=0, keepdims=True)
+            centred = x - mean
+            var = (centred**2).mean(axis=0, keepdims=True)  # biased (1/S): what normalises the batch
+            self.inv_std = 1.0 / np.sqrt(var + self.eps)
+            self.x_hat = centred * self.inv_std
+            m = self.momentum
+            self.running_mean = (1 - m) * self.running_mean + m * mean
+            self.running_var = (1 - m) * self.running_var + m * var * (s / (s - 1))  # unbiased
+        else:
+            self.inv_std = 1.0 / np.sqrt(self.running_var + self.eps)
+            self.x_hat = (x - self.running_mean) * self.inv_std
+        self.batch_stats = self.training
+        return self.params["weight"] * self.x_hat + self.params["bias"]
+
+    def backward(self, dout):
+        """dL/dγ = 1^T (dout ∘ X̂), dL/dβ = 1^T dout, dL/dX = (D − mean(D) − X̂ ∘ mean(D ∘ X̂)) / σ̃.
+
+        Here D = dout ∘ γ, σ̃ = sqrt(σ² + ε) and the means are over the batch, per feature.
+        After an eval-mode forward μ and σ² are constants, and dL/dX = D / σ̃.
+        """
+        x_hat = _cached(self, self.x_hat)
+        _check_dout(self, dout, x_hat.shape)
+        self.grads["weight"] = (dout * x_hat).sum(axis=0, keepdims=True)
+        self.grads["bias"] = dout.sum(axis=0, keepdims=True)
+        d_x_hat = dout * self.params["weight"]
+        if not self.batch_stats:
+            return d_x_hat * self.inv_std
+        mean_d = d_x_hat.mean(axis=0, keepdims=True)
+        mean_d_x_hat = (d_x_hat * x_hat).mean(axis=0, keepdims=True)
+        return (d_x_hat - mean_d - x_hat * mean_d_x_hat) * self.inv_std
+
+    def clear_cache(self):
+        self.x_hat = self.inv_std = self.batch_stats = None
+
+    def __repr__(self):
+        return (
+            f"BatchNormModule(n_features={self.n_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"dtype={self.params['weight'].dtype}, training={self.training})"
         )
 
 
@@ -82,12 +177,15 @@ class ReLUModule:
         self.positive = None
 
     def forward(self, x):
+        _check_batch(self, x)
         self.positive = x > 0
         return np.maximum(x, 0)
 
     def backward(self, dout):
         """dL/dX = dout ∘ 1[X > 0]."""
-        return dout * self.positive
+        positive = _cached(self, self.positive)
+        _check_dout(self, dout, positive.shape)
+        return dout * positive
 
     def clear_cache(self):
         self.positive = None
@@ -110,6 +208,7 @@ class SoftMaxModule:
         self.y = None
 
     def forward(self, x):
+        _check_batch(self, x)
         e = np.exp(x - x.max(axis=1, keepdims=True))
         e /= e.sum(axis=1, keepdims=True)
         self.y = e
@@ -117,7 +216,8 @@ class SoftMaxModule:
 
     def backward(self, dout):
         """dL/dX = Y ∘ (dout − (dout ∘ Y) 1 1^T): no per-sample Jacobian."""
-        y = self.y
+        y = _cached(self, self.y)
+        _check_dout(self, dout, y.shape)
         return y * (dout - (dout * y).sum(axis=1, keepdims=True))
 
     def clear_cache(self):
@@ -144,6 +244,7 @@ class CrossEntropyModule:
     EPS = 1e-30
 
     def forward(self, x, y):
+        _check_batch(self, x)
         _check_targets(x, y)
         s = len(x)
         if np.ndim(y) == 1:
@@ -152,6 +253,7 @@ class CrossEntropyModule:
 
     def backward(self, x, y):
         """dL/dX = −T ⊘ X / S."""
+        _check_batch(self, x)
         _check_targets(x, y)
         s = len(x)
         if np.ndim(y) == 1:
@@ -163,6 +265,35 @@ class CrossEntropyModule:
 
     def __repr__(self):
         return "CrossEntropyModule()"
+
+
+def _check_batch(module, x, width=None):
+    """ValueError unless x is a non-empty batch of row vectors (S, width)."""
+    shape, name = np.shape(x), type(module).__name__
+    expected = f"(S, {width})" if width is not None else "(S, N)"
+    if len(shape) != 2:
+        hint = ": a single sample needs its batch axis, e.g. x[None]" if len(shape) == 1 else ""
+        raise ValueError(f"{name} expects a 2-D batch {expected}, got shape {shape}{hint}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} got an empty batch, shape {shape}")
+    if width is not None and shape[1] != width:
+        raise ValueError(f"{name} expects {width} features per sample {expected}, got shape {shape}")
+
+
+def _cached(module, cache):
+    """What forward kept for backward; a ValueError when there is nothing."""
+    if cache is None:
+        raise ValueError(f"{type(module).__name__}.backward called before forward (or after clear_cache)")
+    return cache
+
+
+def _check_dout(module, dout, shape):
+    """dL/dY must have the shape of the output of the last forward."""
+    if np.shape(dout) != shape:
+        raise ValueError(
+            f"{type(module).__name__}.backward expects dout of the forward output's shape {shape}, "
+            f"got {np.shape(dout)}"
+        )
 
 
 def _check_targets(x, y):

@@ -1,9 +1,17 @@
-"""Numerical gradient checks of the NumPy modules and of a whole MLP.
+"""Numerical gradient checks of the NumPy modules and of whole MLPs.
 
 Run ``python unittests.py`` (prints each check, exits non-zero on a failure);
-``python -m pytest`` collects the same checks. Everything runs in float64 with
-central differences of step 1e-5, perturbing arrays in place as graders do;
-the relative error must stay below 1e-5 (1e-6 for ReLU).
+``python -m pytest`` collects the same checks. The helpers and the test names of
+the course skeleton are kept (``rel_error``, ``eval_numerical_gradient``,
+``eval_numerical_gradient_array``; ``TestLosses.test_crossentropy_loss``,
+``TestLayers.test_linear_backward``, ``test_relu_backward``,
+``test_softmax_backward``), so a student's own checks run here unchanged.
+
+Everything runs in float64 with central differences of step 1e-5, perturbing
+arrays in place as graders do; the relative error must stay below 1e-5 (1e-6
+for ReLU). Every backward check uses a random upstream gradient: with a uniform
+one, a wrong softmax backward (one that drops the row-sum term) still passes,
+because a uniform dout lies in that term's null space.
 """
 
 import unittest
@@ -11,7 +19,7 @@ import unittest
 import numpy as np
 
 from mlp_numpy import MLP
-from modules import CrossEntropyModule, LinearModule, ReLUModule, SoftMaxModule
+from modules import BatchNormModule, CrossEntropyModule, LinearModule, ReLUModule, SoftMaxModule
 
 
 def rel_error(x, y):
@@ -19,65 +27,93 @@ def rel_error(x, y):
     return np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y)))
 
 
-def eval_numerical_gradient(f, x, h=1e-5):
-    """d f() / d x for a scalar f, by central differences, perturbing x in place."""
+def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
+    """d f(x) / d x for a scalar f, by central differences, perturbing x in place.
+
+    f is called as f(x) with the perturbed array itself; it may also ignore its
+    argument and read x (or a module's params) another way, since x changes in
+    place. verbose prints each entry's index and derivative.
+    """
     grad = np.zeros_like(x)
     for ix in np.ndindex(x.shape):
         old = x[ix]
         x[ix] = old + h
-        fxph = f()
+        fxph = f(x)
         x[ix] = old - h
-        fxmh = f()
+        fxmh = f(x)
         x[ix] = old
         grad[ix] = (fxph - fxmh) / (2 * h)
+        if verbose:
+            print(ix, grad[ix])
     return grad
 
 
-def eval_numerical_gradient_array(f, x, dout, h=1e-5):
-    """Σ dout ∘ d f() / d x for an array-valued f: the vector-Jacobian product backward computes."""
-    return eval_numerical_gradient(lambda: np.sum(f() * dout), x, h)
+def eval_numerical_gradient_array(f, x, df, h=1e-5):
+    """Σ df ∘ d f(x) / d x for an array-valued f: the vector-Jacobian product a backward computes.
+
+    The outputs are subtracted before they are weighted and summed: entries that the
+    perturbation does not reach then cancel exactly, where Σ df ∘ f(x) summed first
+    would carry the rounding error of the whole sum into every small derivative.
+    """
+    grad = np.zeros_like(x)
+    for ix in np.ndindex(x.shape):
+        old = x[ix]
+        x[ix] = old + h
+        pos = f(x).copy()  # a module may hand back an array it reuses
+        x[ix] = old - h
+        neg = f(x).copy()
+        x[ix] = old
+        grad[ix] = np.sum((pos - neg) * df) / (2 * h)
+    return grad
+
+
+def random_probs(rng, s, c):
+    """S rows of C probabilities, none close to 0 (the loss's clamp stays out of the way)."""
+    x = rng.uniform(low=1e-2, high=1.0, size=(s, c))
+    return x / x.sum(axis=1, keepdims=True)
+
+
+def forward_of(layer, x):
+    """f(_) = layer.forward(x), for a check that perturbs the layer's params (or x) in place."""
+    return lambda _: layer.forward(x)
 
 
 def input_gradient_error(layer, x, dout):
     """Relative error of layer.backward(dout) against the numerical dL/dx, L = Σ dout ∘ layer(x)."""
     layer.forward(x)
     dx = layer.backward(dout)
-    return rel_error(dx, eval_numerical_gradient_array(lambda: layer.forward(x), x, dout))
+    return rel_error(dx, eval_numerical_gradient_array(layer.forward, x, dout))
 
 
 class TestLosses(unittest.TestCase):
-    def test_crossentropy_labels(self):
-        rng = np.random.default_rng(0)
-        for _ in range(5):
-            s, c = rng.integers(2, 16, size=2)
-            x = rng.uniform(0.05, 1.0, size=(s, c))
-            x /= x.sum(axis=1, keepdims=True)
-            y = rng.integers(c, size=s)
-            loss = CrossEntropyModule()
-            dx = loss.backward(x, y)
-            dx_num = eval_numerical_gradient(lambda x=x, y=y, loss=loss: loss.forward(x, y), x)
+    def test_crossentropy_loss(self):
+        """Integer labels, random sizes, down to one sample and one class."""
+        rng = np.random.default_rng(42)
+        for _ in range(10):
+            s, c = rng.integers(1, 100), rng.integers(1, 10)
+            x, y = random_probs(rng, s, c), rng.integers(c, size=s)
+            dx = CrossEntropyModule().backward(x, y)
+            f = lambda x, y=y: CrossEntropyModule().forward(x, y)  # noqa: E731 (the skeleton's form)
+            dx_num = eval_numerical_gradient(f, x, verbose=False)
             self.assertLess(rel_error(dx, dx_num), 1e-5)
 
     def test_crossentropy_soft_targets(self):
         rng = np.random.default_rng(1)
         s, c = 6, 5
-        x = rng.uniform(0.05, 1.0, size=(s, c))
-        x /= x.sum(axis=1, keepdims=True)
-        t = rng.uniform(size=(s, c))
-        t /= t.sum(axis=1, keepdims=True)
+        x, t = random_probs(rng, s, c), random_probs(rng, s, c)
         loss = CrossEntropyModule()
-        dx_num = eval_numerical_gradient(lambda: loss.forward(x, t), x)
+        dx_num = eval_numerical_gradient(lambda x: loss.forward(x, t), x, verbose=False)
         self.assertLess(rel_error(loss.backward(x, t), dx_num), 1e-5)
 
 
 class TestLayers(unittest.TestCase):
     def test_linear_backward(self):
-        rng = np.random.default_rng(2)
-        for input_layer in (True, False):
-            s, m, n = rng.integers(2, 12, size=3)
-            x = rng.standard_normal((s, m))
-            dout = rng.standard_normal((s, n))
-            layer = LinearModule(m, n, input_layer=input_layer)
+        """dX, dW and db, for hidden and first layers, against a random upstream gradient."""
+        rng = np.random.default_rng(42)
+        for i in range(10):
+            s, m, n = rng.integers(1, 20), rng.integers(1, 100), rng.integers(1, 10)
+            x, dout = rng.standard_normal((s, m)), rng.standard_normal((s, n))
+            layer = LinearModule(m, n, input_layer=i % 2 == 0)
             layer.params["bias"] += rng.standard_normal((1, n))  # nonzero, so it matters
             w, b = layer.params["weight"], layer.params["bias"]
             self.assertEqual(w.dtype, np.float64)
@@ -85,48 +121,82 @@ class TestLayers(unittest.TestCase):
             dx = layer.backward(dout)
             dw, db = layer.grads["weight"], layer.grads["bias"]
             self.assertEqual((dw.shape, db.shape), (w.shape, b.shape))
+            # the lambda ignores its argument: forward reads x, w and b, perturbed in place
             for analytic, var in ((dx, x), (dw, w), (db, b)):
-                numeric = eval_numerical_gradient_array(lambda layer=layer, x=x: layer.forward(x), var, dout)
+                numeric = eval_numerical_gradient_array(forward_of(layer, x), var, dout)
                 self.assertLess(rel_error(analytic, numeric), 1e-5)
+            dx_numeric = eval_numerical_gradient_array(layer.forward, x, dout)  # f(x) reads its argument
+            self.assertLess(rel_error(dx, dx_numeric), 1e-5)
 
     def test_relu_backward(self):
-        rng = np.random.default_rng(3)
-        for _ in range(5):
-            s, n = rng.integers(2, 12, size=2)
+        rng = np.random.default_rng(42)
+        for _ in range(10):
+            s, n = rng.integers(1, 20), rng.integers(1, 100)
             # keep inputs away from the kink at 0, where the derivative is undefined
             x = rng.standard_normal((s, n))
             x += np.sign(x) * 0.1
             self.assertLess(input_gradient_error(ReLUModule(), x, rng.standard_normal((s, n))), 1e-6)
 
     def test_softmax_backward(self):
-        rng = np.random.default_rng(4)
-        for _ in range(5):
-            s, c = rng.integers(2, 12, size=2)
+        rng = np.random.default_rng(42)
+        for _ in range(10):
+            s, c = rng.integers(1, 20), rng.integers(1, 100)
             x = rng.standard_normal((s, c))
             self.assertLess(input_gradient_error(SoftMaxModule(), x, rng.standard_normal((s, c))), 1e-5)
 
+    def test_batchnorm_backward(self):
+        """dX, dγ and dβ in training mode with random γ and β; dX in eval mode."""
+        rng = np.random.default_rng(43)
+        for _ in range(5):
+            # S >= 4: with 2 samples x̂ = ±1 whatever X, so dL/dX is only ε-sized and its relative
+            # error would measure rounding
+            s, n = rng.integers(4, 20), rng.integers(1, 30)
+            x = 3.0 * rng.standard_normal((s, n)) + rng.standard_normal((1, n))
+            dout = rng.standard_normal((s, n))
+            layer = BatchNormModule(n)
+            layer.params["weight"] += rng.standard_normal((1, n))
+            layer.params["bias"] += rng.standard_normal((1, n))
+            layer.forward(x)
+            dx = layer.backward(dout)
+            dgamma, dbeta = layer.grads["weight"], layer.grads["bias"]
+            gamma, beta = layer.params["weight"], layer.params["bias"]
+            for analytic, var in ((dx, x), (dgamma, gamma), (dbeta, beta)):
+                numeric = eval_numerical_gradient_array(forward_of(layer, x), var, dout)
+                self.assertLess(rel_error(analytic, numeric), 1e-5)
+            layer.eval()
+            self.assertLess(input_gradient_error(layer, x, dout), 1e-5)
+
 
 class TestMLP(unittest.TestCase):
-    def check_mlp(self, n_hidden, seed):
+    def check_mlp(self, n_hidden, seed, use_batch_norm=False):
+        """Every parameter's gradient of the cross-entropy of a whole MLP."""
         rng = np.random.default_rng(seed)
         s, n_inputs, n_classes = 6, 10, 4
         x = rng.standard_normal((s, n_inputs))
         y = rng.integers(n_classes, size=s)
-        model = MLP(n_inputs, n_hidden, n_classes)
+        model = MLP(n_inputs, n_hidden, n_classes, use_batch_norm=use_batch_norm, rng=rng)
         loss = CrossEntropyModule()
-        for linear in model.linears:
-            linear.params["bias"] += 0.1 * rng.standard_normal(linear.params["bias"].shape)
-
-        def total_loss():
-            return loss.forward(model.forward(x), y)
+        layers = [layer for layer in model.layers if hasattr(layer, "params")]
+        for layer in layers:  # nonzero biases and γ ≠ 1, so every parameter matters
+            for p in layer.params.values():
+                p += 0.1 * rng.standard_normal(p.shape)
 
         probs = model.forward(x)
         model.backward(loss.backward(probs, y))
-        self.assertEqual(len(model.linears), len(n_hidden) + 1)
-        for linear in model.linears:
+        self.assertEqual(len(layers), (len(n_hidden) + 1) + use_batch_norm * len(n_hidden))
+        for i, layer in enumerate(model.layers):
+            if not hasattr(layer, "params"):
+                continue
             for name in ("weight", "bias"):
-                numeric = eval_numerical_gradient(total_loss, linear.params[name])
-                self.assertLess(rel_error(linear.grads[name], numeric), 1e-5, f"{linear} {name}")
+                numeric = eval_numerical_gradient(
+                    lambda _: loss.forward(model.forward(x), y), layer.params[name], verbose=False
+                )
+                if name == "bias" and isinstance(model.layers[i + 1], BatchNormModule):
+                    # batch norm subtracts the batch mean, and with it any bias before it: the
+                    # gradient is 0, and relative error would only compare rounding noise
+                    self.assertLess(np.abs(numeric).max() + np.abs(layer.grads[name]).max(), 1e-8)
+                else:
+                    self.assertLess(rel_error(layer.grads[name], numeric), 1e-5, f"{layer} {name}")
 
     def test_mlp_two_hidden_layers(self):
         self.check_mlp([8, 6], seed=5)
@@ -136,6 +206,9 @@ class TestMLP(unittest.TestCase):
 
     def test_mlp_no_hidden_layer(self):
         self.check_mlp([], seed=7)
+
+    def test_mlp_with_batch_norm(self):
+        self.check_mlp([8, 6], seed=8, use_batch_norm=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ the course skeleton are kept (``rel_error``, ``eval_numerical_gradient``,
 Everything runs in float64 with central differences of step 1e-5, perturbing
 arrays in place as graders do; the relative error must stay below 1e-5 (1e-6
 for ReLU). Every backward check uses a random upstream gradient: with a uniform
-one, a wrong softmax backward (one that drops the row-sum term) still passes,
-because a uniform dout lies in that term's null space.
+one, the true input gradient of softmax (and of batch norm) is exactly zero, and
+so is that of a wrong formula such as y ∘ (dout − row mean of dout), which would
+then pass.
 """
 
 import unittest

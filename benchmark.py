@@ -1,195 +1,568 @@
-"""Speed, memory and accuracy figures of this project, as a table of medians.
+"""Speed and memory of this project as ratios to its own limits, each measured side by side.
 
-    python benchmark.py --data_dir ../shared/data/cifar10-jpeg [--repeats 5] [--study]
+    python benchmark.py --data_dir ../shared/data/cifar10-jpeg [--json PATH] [--device cpu|cuda]
+                        [--repeats 5] [--study] [--markdown]
 
-Sections: data pipeline, NumPy training (throughput against a 2048x2048
-float32 matmul measured in the same process, and the default run end to end),
-PyTorch default runs, and with --study the full single-seed batch-norm study.
-Whole runs are timed as separate processes, as a user runs them; peak RSS is
-that process's own (os.wait4). The machine is noisy: compare figures of one run.
+The machines this runs on are shared and change speed by up to 2x within seconds, so
+no figure here is an absolute time: each is the ratio of two things timed in this one
+run, back to back in alternating order, and the median over --repeats such pairs.
+What each ratio means, its target and why: docs/performance.md. CUDA work is timed
+with CUDA events and a synchronisation, never with host clocks around asynchronous work.
+Whole runs are separate processes started from a small launcher (their wall time is
+process start to exit; their peak RSS is their own, read by os.wait4).
 """
 
-import argparse
+import itertools
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
 
 import cifar10_utils
+import mlp_pytorch
+import train_common
+import train_mlp_numpy
+from mlp_numpy import MLP as NumpyMLP
+from modules import CrossEntropyModule
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# The default run of SPEC.md: both trainers' command-line defaults.
+HIDDEN, LR, BATCH, EPOCHS = [128], 0.1, 128, 10
+STEPS_PER_BLOCK = 100  # training steps (or their products) per timed block, 0.1 to 0.3 s on a 2-core CPU
+LOADER_BATCHES = 50  # batches per timed pass of a data pipeline
+POOL = 16  # distinct batches the step loops cycle through (25 MB of float32 images)
+GEMM_SIZE = {"cpu": 2048, "cuda": 4096}  # square matrices large enough for the best rate
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+# key -> (comparison, bound): the targets of issue 14 (and the layout rule of issue 11)
+TARGETS = {
+    "numpy_step_vs_matmuls": ("<=", 1.25),
+    "numpy_run_vs_steps": ("<=", 1.3),
+    "numpy_run_peak_rss_vs_data": ("<=", 2.5),
+    "torch_step_vs_matmuls": ("<=", 1.2),
+    "loader_speedup_vs_course_pipeline": (">=", 20.0),
+    "study_vs_flop_bound": ("<=", 1.5),
+    # a memory-layout trick earns its place only when it is at least 10 % faster
+    "numpy_step_colmajor_vs_rowmajor": ("<=", 1 / 1.1),
+    "torch_step_colmajor_vs_rowmajor": ("<=", 1 / 1.1),
+}
+
+
+# ---------------------------------------------------------------- timing
+
+
+@dataclass
+class Pair:
+    """Median over repeats of time(a) / time(b), and the median seconds per call of each."""
+
+    ratio: float
+    a: float
+    b: float
+
+
+def per_call(fn, n, device):
+    """Seconds per call of fn over n calls in a row. On CUDA, between two events recorded on
+    the stream, after a synchronisation: host clocks would time the launches, not the work."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        for _ in range(n):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / n
+    start = time.perf_counter()
+    for _ in range(n):
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return (time.perf_counter() - start) / n
 
 
-# Children are started from this small launcher, not from the benchmark process: a
-# forked child's peak RSS counts the parent's memory at fork time, even after exec.
+def paired(fn_a, fn_b, n, repeats, device):
+    """time(fn_a) / time(fn_b), each timed over n calls, back to back in alternating order
+    (so that a change of the machine's speed hits both alike), median over the repeats."""
+    fn_a(), fn_b()  # warm-up: first-call costs (allocation, lazy imports) are not what we time
+    ratios, times_a, times_b = [], [], []
+    for r in range(repeats):
+        if r % 2:
+            b, a = per_call(fn_b, n, device), per_call(fn_a, n, device)
+        else:
+            a, b = per_call(fn_a, n, device), per_call(fn_b, n, device)
+        ratios.append(a / b)
+        times_a.append(a)
+        times_b.append(b)
+    return Pair(statistics.median(ratios), statistics.median(times_a), statistics.median(times_b))
+
+
+# Children are started from this small launcher, not from the benchmark process: a forked
+# child's peak RSS counts the parent's memory at fork time, even after exec.
 LAUNCHER = """
 import os, subprocess, sys, time
 start = time.perf_counter()
-proc = subprocess.Popen([sys.executable, *sys.argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+proc = subprocess.Popen([sys.executable, *sys.argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 out = proc.stdout.read()
 _, status, usage = os.wait4(proc.pid, 0)
-print(time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
-sys.stdout.write(out.decode())
+print(time.perf_counter() - start, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status))
+sys.stdout.write(out.decode(errors="replace"))
 """
 
 
-def run_timed(args, repeats):
-    """Wall times, max peak RSS (MB) and the outputs of `repeats` runs of `python args...`."""
-    walls, rss, outs = [], [], []
-    for _ in range(repeats):
-        result = subprocess.run(
-            [sys.executable, "-c", LAUNCHER, *args], cwd=HERE, capture_output=True, text=True
-        )
-        head, _, out = result.stdout.partition("\n")
-        wall, peak, code = head.split()
-        if int(code):
-            raise SystemExit(f"benchmark: python {' '.join(args)} failed")
-        walls.append(float(wall))
-        rss.append(float(peak))
-        outs.append(out)
-    return walls, max(rss), outs
+def run_process(args):
+    """(wall seconds, peak RSS bytes) of `python args...` run from the repository root."""
+    result = subprocess.run([sys.executable, "-c", LAUNCHER, *args], cwd=HERE, capture_output=True, text=True)
+    head, _, out = result.stdout.partition("\n")
+    if result.returncode or len(head.split()) != 3:
+        raise ValueError(f"the launcher of python {' '.join(args)} failed: {result.stderr.strip()[-300:]}")
+    wall, peak, code = head.split()
+    if int(code):
+        last = (out.strip().splitlines() or ["no output"])[-1]
+        raise ValueError(f"python {' '.join(args)} failed (exit {code}): {last}")
+    return float(wall), float(peak)
 
 
-def spread(walls):
-    """Median and range: this machine's speed changes by up to 2x within seconds."""
-    if len(walls) == 1:
-        return f"{walls[0]:.1f} s"
-    return f"{statistics.median(walls):.2f} s ({min(walls):.2f} to {max(walls):.2f})"
+# ---------------------------------------------------------------- shared pieces
 
 
-RSS_PROBE = """
-import sys, resource
-import cifar10_utils
-data = cifar10_utils.get_cifar10(sys.argv[1])
-for loader in cifar10_utils.get_dataloader(data, 128, return_numpy=True).values():
-    for x, y in loader:
+def describe_device(device):
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
         pass
-assert "torch" not in sys.modules
-"""
+    return f"cpu: {model}, {available_cores()} cores"
 
 
-def bench_data(data_dir, repeats, rows):
-    t = median_time(lambda: cifar10_utils.get_cifar10(data_dir), repeats)
-    rows.append(("get_cifar10 from extracted batches", f"{t:.3f} s", "<= 1.5 s"))
-    data = cifar10_utils.get_cifar10(data_dir)
-    for numpy in (True, False):
-        loader = cifar10_utils.get_dataloader(data, 128, return_numpy=numpy, seed=0)["train"]
-        t = median_time(lambda loader=loader: [None for _ in loader], repeats)
-        target = "<= 0.3 s" if numpy else "<= 0.5 s"
-        rows.append(
-            (f"one pass over train, batch 128, {'NumPy' if numpy else 'torch'}", f"{t:.3f} s", target)
-        )
-    _, rss, _ = run_timed(["-c", RSS_PROBE, data_dir], 1)
-    rows.append(("peak RSS: load all + one NumPy pass per loader, no torch", f"{rss:.0f} MB", "<= 500 MB"))
+def available_cores():
+    """The cores this process may run on, the thread count the PyTorch trainer uses."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def bench_numpy_steps(data_dir, repeats, rows):
-    """Forward, backward and SGD update over 45,000 images, against a big float32 matmul."""
-    from mlp_numpy import MLP
-    from modules import CrossEntropyModule
-    from train_mlp_numpy import sgd_step
+def host_batches(data, n=POOL):
+    """n normalised training batches of the default size, as the NumPy trainer's loader cuts them."""
+    loader = cifar10_utils.get_dataloader(data, BATCH, return_numpy=True, seed=0)["train"]
+    return list(itertools.islice(loader, n))
 
-    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+
+def dataset_bytes(data):
+    """Bytes of the uint8 pixels and the labels of every split, as the loader holds them."""
+    return sum(split_arrays(split)[0].nbytes + split_arrays(split)[1].nbytes for split in data.values())
+
+
+def split_arrays(split):
+    """(uint8 images (N, 3072), int64 labels (N,)) of one split of get_cifar10."""
+    return split.images, split.labels
+
+
+def layer_sizes(hidden):
+    return list(zip([cifar10_utils.N_FEATURES, *hidden], [*hidden, cifar10_utils.N_CLASSES], strict=True))
+
+
+def forward_flops(hidden):
+    """Multiply-adds x 2 of one sample's forward pass: one product per Linear."""
+    return sum(2 * m * n for m, n in layer_sizes(hidden))
+
+
+def training_flops(hidden):
+    """One sample's training step: forward, dL/dW of every Linear, dL/dX of all but the first."""
+    return 2 * forward_flops(hidden) + sum(2 * m * n for m, n in layer_sizes(hidden)[1:])
+
+
+# ---------------------------------------------------------------- GEMM rates
+
+
+def gemm_gflops(device, repeats, xp="torch"):
+    """GFLOP/s of a square float32 matrix product, the best rate this machine offers."""
+    n = GEMM_SIZE[device.type]
+    if xp == "numpy":
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    else:
+        a = torch.randn(n, n, device=device, generator=torch.Generator(device).manual_seed(0))
     a @ a
-    t_ref = median_time(lambda: a @ a, 2 * repeats)
-    ref = 2 * 2048**3 / t_ref / 1e9
+    calls = 20 if device.type == "cuda" else 2
+    seconds = statistics.median(per_call(lambda: a @ a, calls, device) for _ in range(repeats))
+    return 2 * n**3 / seconds / 1e9
 
-    data = cifar10_utils.get_cifar10(data_dir)
-    batches = list(cifar10_utils.get_dataloader(data, 128, return_numpy=True, seed=0)["train"])
-    model = MLP(3072, [128], 10, dtype=np.float32, column_major=True)  # as train_mlp_numpy builds it
+
+# ---------------------------------------------------------------- NumPy steps
+
+
+def numpy_model(layout):
+    """The default float32 MLP as the NumPy trainer builds it, with its Linear weights and
+    their gradient buffers stored row-major ('C') or column-major ('F'): same values, same code."""
+    model = NumpyMLP(
+        cifar10_utils.N_FEATURES,
+        HIDDEN,
+        cifar10_utils.N_CLASSES,
+        dtype=np.float32,
+        rng=np.random.default_rng(0),
+    )
+    for linear in model.linears:
+        for store in (linear.params, linear.grads):
+            store["weight"] = np.array(store["weight"], order=layout)
+    return model
+
+
+def numpy_step(model, batches):
+    """One training step as train_mlp_numpy runs it: forward, loss, backward, SGD update."""
     loss = CrossEntropyModule()
+    pool = itertools.cycle(batches)
 
-    def epoch():
-        for x, y in batches:
-            probs = model.forward(x)
-            loss.forward(probs, y)
-            model.backward(loss.backward(probs, y))
-            sgd_step(model, 0.1)
+    def step():
+        x, y = next(pool)
+        probs = model.forward(x)
+        loss.forward(probs, y)
+        model.backward(loss.backward(probs, y))
+        train_mlp_numpy.sgd_step(model, LR)
 
-    epoch()
-    t = median_time(epoch, repeats)
-    # per step: forward x W1^T, W2; backward dW1 = d^T x (no dX for pixels), dW2 and dX for layer 2
-    flops = len(batches) * 128 * 2 * (2 * 3072 * 128 + 3 * 128 * 10)
-    rows.append(("float32 2048x2048 matmul", f"{ref:.1f} GFLOP/s", ""))
-    rows.append(
-        ("NumPy training steps, 1 epoch (default MLP)", f"{t:.3f} s, {flops / t / 1e9:.1f} GFLOP/s", "")
+    return step
+
+
+def numpy_products(model, batches):
+    """Only the matrix products one step needs, same shapes and dtype, by the modules' formulas:
+    Y = X W^T, dW = dout^T X, and dX = dout W for every layer but the first."""
+    rng = np.random.default_rng(1)
+    x = batches[0][0].reshape(BATCH, -1)
+    weights = [linear.params["weight"] for linear in model.linears]
+    inputs = [x] + [rng.standard_normal((BATCH, m), dtype=np.float32) for m, _ in layer_sizes(HIDDEN)[1:]]
+    douts = [rng.standard_normal((BATCH, n), dtype=np.float32) for _, n in layer_sizes(HIDDEN)]
+
+    def products():
+        for i, (w, a, d) in enumerate(zip(weights, inputs, douts, strict=True)):
+            a @ w.T
+            d.T @ a
+            if i:
+                d @ w
+
+    return products
+
+
+def measure_numpy_steps(batches, repeats):
+    """Step over its products, and column-major over row-major weights (issue 11's layout rule)."""
+    cpu = torch.device("cpu")
+    row_major = numpy_model("C")
+    step = numpy_step(row_major, batches)
+    vs_products = paired(step, numpy_products(row_major, batches), STEPS_PER_BLOCK, repeats, cpu)
+    layout = paired(numpy_step(numpy_model("F"), batches), step, STEPS_PER_BLOCK, repeats, cpu)
+    return vs_products, layout
+
+
+# ---------------------------------------------------------------- the NumPy run end to end
+
+
+def measure_numpy_run(data_dir, data, batches, repeats, out_dir):
+    """The default NumPy run as a user starts it, over the time its training steps alone take.
+
+    Each run is followed by one epoch's worth of the same steps timed in this process (same
+    model, batch, dtype), so both halves of a ratio see the machine at nearly the same speed.
+    Returns (median ratio, median wall, median step seconds, max peak RSS bytes).
+    """
+    steps_per_epoch = len(split_arrays(data["train"])[1]) // BATCH
+    step = numpy_step(numpy_model("C"), batches)
+    step()
+    args = ["train_mlp_numpy.py", "--data_dir", data_dir, "--output_dir", out_dir, "--no_progress"]
+    walls, step_times, peaks, ratios = [], [], [], []
+    for _ in range(repeats):
+        wall, peak = run_process(args)
+        t_step = per_call(step, steps_per_epoch, torch.device("cpu"))
+        ratios.append(wall / (EPOCHS * steps_per_epoch * t_step))
+        walls.append(wall)
+        step_times.append(t_step)
+        peaks.append(peak)
+    return statistics.median(ratios), statistics.median(walls), statistics.median(step_times), max(peaks)
+
+
+# ---------------------------------------------------------------- PyTorch steps
+
+
+def torch_model(device, layout):
+    """The default MLP of mlp_pytorch on `device`, its Linear weights row-major ('C', as nn.Linear
+    makes them) or column-major ('F', each stored as the transpose of a row-major W^T)."""
+    torch.manual_seed(0)
+    model = mlp_pytorch.MLP(cifar10_utils.N_FEATURES, HIDDEN, cifar10_utils.N_CLASSES).to(device)
+    for linear in model.linears():
+        w = linear.weight.detach()
+        linear.weight = nn.Parameter(w.contiguous() if layout == "C" else w.t().contiguous().t())
+    return model
+
+
+def torch_step(model, batches):
+    """One training step as train_mlp_pytorch runs it."""
+    loss_module = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    pool = itertools.cycle(batches)
+
+    def step():
+        x, y = next(pool)
+        loss = loss_module(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def torch_products(model, batches, device):
+    """The step's matrix products with torch, same shapes and dtype (autograd skips dL/dX of
+    the first layer too: the pixels do not require a gradient)."""
+    gen = torch.Generator(device).manual_seed(1)
+    x = batches[0][0].reshape(BATCH, -1)
+    weights = [linear.weight.detach() for linear in model.linears()]
+    sizes = layer_sizes(HIDDEN)
+    inputs = [x] + [torch.randn(BATCH, m, device=device, generator=gen) for m, _ in sizes[1:]]
+    douts = [torch.randn(BATCH, n, device=device, generator=gen) for _, n in sizes]
+
+    def products():
+        for i, (w, a, d) in enumerate(zip(weights, inputs, douts, strict=True)):
+            a @ w.T
+            d.T @ a
+            if i:
+                d @ w
+
+    return products
+
+
+def measure_torch_steps(batches, device, repeats):
+    """Step over its products, and column-major over row-major weights."""
+    batches = [(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y in batches]
+    row_major = torch_model(device, "C")
+    step = torch_step(row_major, batches)
+    vs_products = paired(step, torch_products(row_major, batches, device), STEPS_PER_BLOCK, repeats, device)
+    layout = paired(torch_step(torch_model(device, "F"), batches), step, STEPS_PER_BLOCK, repeats, device)
+    return vs_products, layout
+
+
+# ---------------------------------------------------------------- data pipelines
+
+
+class CourseDataset(torch.utils.data.Dataset):
+    """The course skeleton's pipeline without its PIL step: each sample's uint8 pixels become
+    a float tensor in [0, 1] (ToTensor), then normalised per channel (Normalize)."""
+
+    def __init__(self, split):
+        images, labels = split_arrays(split)
+        self.images, self.labels = images.reshape(-1, *cifar10_utils.IMAGE_SHAPE), labels
+        self.mean = torch.tensor(cifar10_utils.MEAN).view(3, 1, 1)
+        self.std = torch.tensor(cifar10_utils.STD).view(3, 1, 1)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        x = torch.from_numpy(self.images[i]).float().div(255)
+        return (x - self.mean) / self.std, int(self.labels[i])
+
+
+def pipeline_pass(make_iter, device, to_device=False):
+    """A function drawing LOADER_BATCHES shuffled batches of 128 from a fresh pass."""
+
+    def draw():
+        for x, y in itertools.islice(make_iter(), LOADER_BATCHES):
+            if to_device:  # where the trainer copies each batch to its device
+                x, y = x.to(device), y.to(device)
+
+    return draw
+
+
+def measure_loaders(data, device, repeats):
+    """Images per second of each trainer's loader over the course-style pipeline's.
+
+    Returns (NumPy host loader Pair, device loader Pair): each Pair's ratio is
+    time(course) / time(project) for the same number of images.
+    """
+    generator = torch.Generator().manual_seed(0)
+    course = torch.utils.data.DataLoader(
+        CourseDataset(data["train"]), BATCH, shuffle=True, generator=generator
     )
-    rows.append(("  ratio to the 2048 matmul", f"{flops / t / 1e9 / ref:.0%}", ">= 50%"))
-
-
-def bench_runs(data_dir, repeats, rows, out_root):
-    def accuracy(outs):
-        accs = [float(o.split("test accuracy ")[1].split()[0]) for o in outs]
-        return accs[0] if len(set(accs)) == 1 else f"{accs} (not reproducible!)"
-
-    common = ["--data_dir", data_dir, "--no_progress", "--output_dir"]
-    walls, rss, outs = run_timed(["train_mlp_numpy.py", *common, f"{out_root}/np"], repeats)
-    rows.append(("NumPy default run, end to end", spread(walls), "<= 8 s"))
-    rows.append(("  peak RSS", f"{rss:.0f} MB", "<= 1 GB"))
-    rows.append(("  test accuracy", f"{accuracy(outs)}", "0.47-0.53"))
-    walls, rss, outs = run_timed(
-        ["train_mlp_pytorch.py", "--device", "cpu", *common, f"{out_root}/pt"], repeats
+    host = cifar10_utils.get_dataloader(data, BATCH, return_numpy=True, seed=0)["train"]
+    on_device = cifar10_utils.get_device_loaders(data, BATCH, device, seed=0)["train"]
+    cpu = torch.device("cpu")
+    numpy_pair = paired(
+        pipeline_pass(lambda: iter(course), cpu), pipeline_pass(lambda: iter(host), cpu), 1, repeats, cpu
     )
-    rows.append(("PyTorch default run, end to end (CPU)", spread(walls), "<= 8 s"))
-    rows.append(("  peak RSS", f"{rss:.0f} MB", ""))
-    rows.append(("  test accuracy", f"{accuracy(outs)}", "0.47-0.54"))
-    walls, _, outs = run_timed(
-        ["train_mlp_pytorch.py", "--device", "cpu", "--use_batch_norm", *common, f"{out_root}/bn"], 1
+    device_pair = paired(
+        pipeline_pass(lambda: iter(course), device, to_device=True),
+        pipeline_pass(lambda: iter(on_device), device),
+        1,
+        repeats,
+        device,
     )
-    rows.append(("PyTorch default run with batch norm (CPU)", spread(walls), ""))
-    rows.append(("  test accuracy", f"{accuracy(outs)}", ""))
+    return numpy_pair, device_pair
 
 
-def bench_study(data_dir, rows, out_root):
-    results = f"{out_root}/study/results.json"
-    walls, _, _ = run_timed(
-        ["compare_batch_norm.py", "--data_dir", data_dir, "--results", results, "--no_progress", "--fresh"], 1
+# ---------------------------------------------------------------- the study
+
+
+def study_flops(data, settings):
+    """Matrix-product FLOPs of the whole study: every run's training steps, its validation
+    pass after each epoch and its one test pass."""
+    n_train, n_val, n_test = (len(split_arrays(data[s])[1]) for s in ("train", "validation", "test"))
+    steps = n_train // settings["batch_size"]
+    total = 0
+    for hidden in settings["architectures"]:
+        per_epoch = steps * settings["batch_size"] * training_flops(hidden) + n_val * forward_flops(hidden)
+        total += (
+            2 * len(settings["seeds"]) * (settings["epochs"] * per_epoch + n_test * forward_flops(hidden))
+        )
+    return total
+
+
+def measure_study(data_dir, data, device, repeats, out_dir, epochs=None):
+    """Wall time of the six-run study (one process) over its products at the GEMM rate measured
+    just before and just after it (the higher one: a bound). Returns (ratio, wall, flops, GFLOP/s)."""
+    import compare_batch_norm
+
+    settings = compare_batch_norm.study_settings(**({"epochs": epochs} if epochs else {}))
+    args = [
+        "compare_batch_norm.py",
+        "--data_dir",
+        data_dir,
+        "--results",
+        os.path.join(out_dir, "results.json"),
+        "--fresh",
+        "--no_progress",
+        "--device",
+        device.type,
+        "--epochs",
+        str(settings["epochs"]),
+    ]
+    before = gemm_gflops(device, repeats)
+    wall, _ = run_process(args)
+    rate = max(before, gemm_gflops(device, repeats))
+    flops = study_flops(data, settings)
+    return wall / (flops / (rate * 1e9)), wall, flops, rate
+
+
+# ---------------------------------------------------------------- report
+
+
+def run_all(data_dir, device, repeats, study=False, study_epochs=None):
+    """Every measurement; returns (results dict for --json, table rows (key, value, context))."""
+    data = cifar10_utils.get_cifar10(data_dir)
+    batches = host_batches(data)
+    results, context = {"device": describe_device(device)}, {}
+    # NumPy first: no torch work has run yet, so no idle OpenMP thread competes with OpenBLAS
+    results["numpy_gemm_gflops"] = gemm_gflops(torch.device("cpu"), repeats, xp="numpy")
+    steps, layout = measure_numpy_steps(batches, repeats)
+    results["numpy_step_vs_matmuls"] = steps.ratio
+    context["numpy_step_vs_matmuls"] = f"step {steps.a * 1e3:.2f} ms, products {steps.b * 1e3:.2f} ms"
+    results["numpy_step_colmajor_vs_rowmajor"] = layout.ratio
+    context["numpy_step_colmajor_vs_rowmajor"] = f"{layout.a * 1e3:.2f} / {layout.b * 1e3:.2f} ms"
+    with tempfile.TemporaryDirectory() as out_dir:
+        ratio, wall, t_step, peak = measure_numpy_run(data_dir, data, batches, repeats, out_dir)
+    results["numpy_run_vs_steps"] = ratio
+    context["numpy_run_vs_steps"] = f"run {wall:.2f} s, step {t_step * 1e3:.2f} ms"
+    results["numpy_run_peak_rss_vs_data"] = peak / dataset_bytes(data)
+    context["numpy_run_peak_rss_vs_data"] = f"{peak / 2**20:.0f} MB / {dataset_bytes(data) / 2**20:.0f} MB"
+
+    results["gemm_gflops"] = gemm_gflops(device, repeats)
+    context["gemm_gflops"] = f"torch on {device.type}; NumPy {results['numpy_gemm_gflops']:.1f}"
+    steps, layout = measure_torch_steps(batches, device, repeats)
+    results["torch_step_vs_matmuls"] = steps.ratio
+    context["torch_step_vs_matmuls"] = f"step {steps.a * 1e3:.2f} ms, products {steps.b * 1e3:.2f} ms"
+    results["torch_step_colmajor_vs_rowmajor"] = layout.ratio
+    context["torch_step_colmajor_vs_rowmajor"] = f"{layout.a * 1e3:.2f} / {layout.b * 1e3:.2f} ms"
+    host, on_device = measure_loaders(data, device, repeats)
+    results["loader_speedup_numpy"] = host.ratio
+    results["loader_speedup_device"] = on_device.ratio
+    results["loader_speedup_vs_course_pipeline"] = min(host.ratio, on_device.ratio)
+    per_image = 1e6 / (LOADER_BATCHES * BATCH)
+    context["loader_speedup_vs_course_pipeline"] = (
+        f"course {host.a * per_image:.2f} us/image, NumPy loader {host.b * per_image:.3f}, "
+        f"device loader {on_device.b * per_image:.3f}"
     )
-    rows.append(("batch-norm study, 6 runs x 20 epochs, one seed (one run)", spread(walls), "<= 240 s"))
-    with open(results) as f:
-        for run in json.load(f)["runs"]:
-            name = f"  {run['hidden_dims']} {'BN' if run['use_batch_norm'] else 'no BN'}"
-            rows.append((name, f"test {run['test_accuracy']:.4f}, {run['wall_time']:.0f} s", ""))
+    if study:
+        with tempfile.TemporaryDirectory() as out_dir:
+            ratio, wall, flops, rate = measure_study(data_dir, data, device, repeats, out_dir, study_epochs)
+        results["study_vs_flop_bound"] = ratio
+        context["study_vs_flop_bound"] = f"{wall:.0f} s for {flops / 1e12:.1f} TFLOP at {rate:.0f} GFLOP/s"
+    return results, context
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_dir", default="data/")
-    parser.add_argument("--repeats", default=5, type=int, help="repetitions behind each median")
-    parser.add_argument("--study", action="store_true", help="also time the full batch-norm study (~4 min)")
-    parser.add_argument("--only", choices=["data", "steps", "runs", "study"], help="run one section")
-    args = parser.parse_args()
-    data_dir = os.path.abspath(args.data_dir)
+ROW_ORDER = [
+    "numpy_step_vs_matmuls",
+    "numpy_run_vs_steps",
+    "numpy_run_peak_rss_vs_data",
+    "torch_step_vs_matmuls",
+    "loader_speedup_vs_course_pipeline",
+    "loader_speedup_numpy",
+    "loader_speedup_device",
+    "study_vs_flop_bound",
+    "numpy_step_colmajor_vs_rowmajor",
+    "torch_step_colmajor_vs_rowmajor",
+    "gemm_gflops",
+    "numpy_gemm_gflops",
+]
+
+
+def table_rows(results, context):
+    """(key, value, target, met, context) for every figure measured, in a fixed order."""
     rows = []
-    with tempfile.TemporaryDirectory() as out_root:
-        sections = {
-            "data": lambda: bench_data(data_dir, args.repeats, rows),
-            "steps": lambda: bench_numpy_steps(data_dir, args.repeats, rows),
-            "runs": lambda: bench_runs(data_dir, args.repeats, rows, out_root),
-            "study": lambda: bench_study(data_dir, rows, out_root),
-        }
-        chosen = [args.only] if args.only else ["data", "steps", "runs"] + (["study"] if args.study else [])
-        for name in chosen:
-            sections[name]()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'what':<{width}}  {'measured (median of ' + str(args.repeats) + ')':<34}  target")
-    for what, value, target in rows:
-        print(f"{what:<{width}}  {value:<34}  {target}")
+    for key in ROW_ORDER:
+        if key not in results:
+            continue
+        value = results[key]
+        target, met = "", ""
+        if key in TARGETS:
+            op, bound = TARGETS[key]
+            target = f"{'≤' if op == '<=' else '≥'} {bound:.3g}"
+            met = "yes" if (value <= bound if op == "<=" else value >= bound) else "no"
+        rows.append((key, f"{value:.3g}", target, met, context.get(key, "")))
+    return rows
+
+
+def print_table(rows, device, repeats, markdown=False):
+    header = ("key", f"median of {repeats}", "target", "met", "parts (context only)")
+    if markdown:
+        print(f"Measured on {device}.\n")
+        for row in [header, ("---",) * len(header), *rows]:
+            print("| " + " | ".join(row) + " |")
+        return
+    print(f"device: {device}")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def parse_args(argv=None):
+    parser = train_common.OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default=cifar10_utils.default_data_dir(), help="CIFAR-10 directory")
+    parser.add_argument("--json", help="also write the figures as one JSON object to this file")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device of the torch parts")
+    parser.add_argument("--repeats", default=5, type=int, help="pairs of timings behind each median")
+    parser.add_argument("--study", action="store_true", help="also time the six-run study (minutes)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown rows")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was asked for, but CUDA is not available on this machine")
+    return args
+
+
+def main(argv=None, study_epochs=None):
+    args = parse_args(argv)
+    torch.set_num_threads(available_cores())  # as the PyTorch trainer does
+    device = torch.device(args.device)
+    results, context = run_all(os.path.abspath(args.data_dir), device, args.repeats, args.study, study_epochs)
+    print_table(table_rows(results, context), results["device"], args.repeats, args.markdown)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+    return results
 
 
 if __name__ == "__main__":
-    main()
+    train_common.run_cli(main, freeze_gc=False)

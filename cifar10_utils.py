@@ -509,7 +509,12 @@ def _subset(full, start, stop, name):
 
 
 def _split_rows(n_train, validation_size):
-    """Row of each original training image: training images first, then validation, each in file order."""
+    """Row of each original training image: training images first, then validation, each in file order.
+
+    The validation images are drawn by NumPy with SPLIT_SEED, not by the course
+    skeleton's ``random_split`` with a torch generator seeded 42, so the two pick
+    different images: loading needs no torch, and no training seed moves the split.
+    """
     is_val = np.zeros(n_train, dtype=bool)
     is_val[np.random.default_rng(SPLIT_SEED).permutation(n_train)[:validation_size]] = True
     order = np.concatenate([np.flatnonzero(~is_val), np.flatnonzero(is_val)])

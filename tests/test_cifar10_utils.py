@@ -4,19 +4,23 @@ Everything runs on small made-up batches (tests/conftest.py) and a local HTTP se
 only test_real_data reads the real CIFAR-10 files, when CIFAR10_DATA_DIR names them.
 """
 
+import codecs
 import functools
 import hashlib
 import http.client
 import http.server
+import inspect
 import io
 import os
 import pickle
+import re
 import shlex
 import socket
 import subprocess
 import sys
 import tarfile
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -460,6 +464,108 @@ def test_device_loaders_on_cuda(fake_cifar_dir):
             assert np.array_equal(np.concatenate([y.cpu().numpy() for _, y in loader]), data[name].labels)
 
 
+# ---------------------------------------------------------------- the skeleton's names
+
+
+CLASS_NAMES = [c.decode() for c in LABEL_NAMES]
+
+
+def test_read_data_sets_is_get_cifar10(fake_cifar_dir):
+    a = cu.read_data_sets(fake_cifar_dir, validation_size=VAL)
+    b = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
+    assert set(a) == set(b) == {"train", "validation", "test"}
+    for name in a:
+        assert np.array_equal(a[name].images, b[name].images)
+        assert np.array_equal(a[name].labels, b[name].labels)
+    assert inspect.signature(cu.read_data_sets).parameters["validation_size"].default == 5000
+    with pytest.raises(ValueError, match="validation_size"):
+        cu.read_data_sets(fake_cifar_dir, validation_size=N_TRAIN + 1)
+
+
+def test_every_split_has_classes_and_a_full_dataset_like_a_subset(fake_cifar):
+    data = cu.get_cifar10(fake_cifar.data_dir, validation_size=VAL)
+    full_train = data["train"].dataset
+    assert data["validation"].dataset is full_train and len(full_train) == N_TRAIN
+    assert len(data["test"].dataset) == N_TEST
+    for split in data.values():
+        assert split.classes == CLASS_NAMES and all(type(c) is str for c in split.classes)
+        assert split.dataset.classes == CLASS_NAMES  # the skeleton's cifar10['train'].dataset.classes
+        assert split.indices.dtype == np.int64 and split.indices.shape == (len(split),)
+        # Subset's contract: split[i] is dataset[indices[i]]
+        for i in (0, len(split) // 2, len(split) - 1):
+            image, label = split[i]
+            full_image, full_label = split.dataset[split.indices[i]]
+            assert np.array_equal(image, full_image) and label == full_label
+        assert np.array_equal(split.dataset.images[split.indices], split.images)
+        assert np.array_equal(split.dataset.labels[split.indices], split.labels)
+    # the full training set is every training image once, the two splits' rows disjoint
+    assert np.array_equal(np.sort(source_indices(fake_cifar, full_train.images)), np.arange(N_TRAIN))
+    assert not set(data["train"].indices.tolist()) & set(data["validation"].indices.tolist())
+    # views, not copies: the splits cost no memory of their own
+    assert np.shares_memory(data["train"].images, full_train.images)
+    assert np.shares_memory(data["validation"].images, full_train.images)
+
+
+def _items(split, rows):
+    return [split[i] for i in rows]
+
+
+def test_numpy_collate_fn_with_numpy_items(fake_cifar_dir):
+    data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
+    images, labels = cu.numpy_collate_fn(_items(data["test"], range(5)))
+    assert isinstance(images, np.ndarray) and images.dtype == np.float32 and images.shape == (5, 3, 32, 32)
+    assert isinstance(labels, np.ndarray) and labels.dtype.kind == "i" and labels.shape == (5,)
+    assert np.array_equal(images, cu.normalize(data["test"].images[:5]))
+    assert np.array_equal(labels, data["test"].labels[:5])
+    with pytest.raises(ValueError, match="empty"):
+        cu.numpy_collate_fn([])
+
+
+def test_numpy_collate_fn_with_tensor_items(fake_cifar_dir):
+    torch = pytest.importorskip("torch")
+    data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
+    items = [(torch.from_numpy(x), torch.tensor(y)) for x, y in _items(data["test"], range(3, 9))]
+    images, labels = cu.numpy_collate_fn(items)
+    assert isinstance(images, np.ndarray) and images.dtype == np.float32 and images.shape == (6, 3, 32, 32)
+    assert isinstance(labels, np.ndarray) and labels.dtype.kind == "i"
+    assert np.array_equal(images, cu.normalize(data["test"].images[3:9]))
+    assert np.array_equal(labels, data["test"].labels[3:9])
+
+
+def test_items_work_with_torch_dataloader_and_its_default_collate(fake_cifar_dir):
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader as TorchDataLoader
+
+    data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
+    image, label = data["train"][0]
+    assert image.dtype == np.float32 and image.shape == (3, 32, 32) and type(label) is int
+    batches = list(TorchDataLoader(data["test"], batch_size=16, shuffle=False))
+    assert [len(y) for _, y in batches] == [16, 16, 16, N_TEST - 48]
+    x = torch.cat([x for x, _ in batches])
+    y = torch.cat([y for _, y in batches])
+    assert x.dtype == torch.float32 and tuple(x.shape) == (N_TEST, 3, 32, 32) and y.dtype == torch.int64
+    assert np.array_equal(x.numpy(), cu.normalize(data["test"].images))
+    assert np.array_equal(y.numpy(), data["test"].labels)
+    # the skeleton's NumPy path: torch's DataLoader with numpy_collate_fn, shuffled, last batch dropped
+    generator = torch.Generator().manual_seed(0)
+    loader = TorchDataLoader(
+        data["train"],
+        batch_size=32,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=cu.numpy_collate_fn,
+        generator=generator,
+    )
+    seen = []
+    for x, y in loader:
+        assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.shape == (32, 3, 32, 32)
+        assert isinstance(y, np.ndarray) and y.shape == (32,)
+        rows = split_rows(data["train"], x)
+        assert np.array_equal(y, data["train"].labels[rows])
+        seen.extend(rows.tolist())
+    assert len(seen) == (N_TRAIN - VAL) // 32 * 32 and len(set(seen)) == len(seen)
+
+
 _NO_TORCH_SCRIPT = r"""
 import sys
 
@@ -642,9 +748,67 @@ def test_pickle_with_disallowed_global_is_refused_not_executed(fake_cifar, tmp_p
     marker.unlink()
 
     (fake_cifar.batches_dir / "data_batch_3").write_bytes(blob)
-    with pytest.raises(cu.CIFAR10Error, match="data_batch_3"):
+    with pytest.raises(cu.CIFAR10Error, match="data_batch_3") as excinfo:
         cu.get_cifar10(fake_cifar.data_dir, validation_size=VAL)
     assert not marker.exists()
+    # the message names what was refused ("posix.system" here: os.system's real home)
+    assert f"refuses to load {os.system.__module__}.{os.system.__name__}" in str(excinfo.value)
+
+
+class _Reduce:
+    """Pickles as a call of ``function(*args)``: how a crafted file names a global of its choice."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+REFUSED_GLOBALS = {
+    # protocol 2 writes Python 3's builtins under their Python 2 name, __builtin__
+    "builtins.eval": (_Reduce(eval, "1 + 1"), "(builtins|__builtin__).eval"),
+    "numpy.load": (_Reduce(np.load, "x.npy"), "numpy.load"),
+    "codecs other than latin-1": (_Reduce(codecs.encode, "text", "rot13"), "_codecs.encode with the 'rot13'"),
+}
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+@pytest.mark.parametrize("payload", REFUSED_GLOBALS.values(), ids=REFUSED_GLOBALS.keys())
+def test_refused_global_is_named(fake_cifar, protocol, payload):
+    obj, name = payload
+    blob = pickle.dumps({b"data": obj, b"labels": [0]}, protocol=protocol)
+    (fake_cifar.batches_dir / "test_batch").write_bytes(blob)
+    with pytest.raises(cu.CIFAR10Error) as excinfo:
+        cu.get_cifar10(fake_cifar.data_dir, validation_size=VAL)
+    message = str(excinfo.value)
+    assert re.search(f"refuses to load {name}", message) and "test_batch" in message, message
+
+
+LABEL_KINDS = {
+    "list of int": lambda labels: [int(y) for y in labels],
+    "list of numpy int64": lambda labels: list(labels),
+    "int64 array": np.asarray,
+}
+
+
+@pytest.mark.parametrize("labels_kind", LABEL_KINDS.values(), ids=LABEL_KINDS.keys())
+@pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
+def test_batches_repickled_by_current_python_and_numpy_load(fake_cifar, protocol, labels_kind):
+    """Re-saving the batches with pickle.dump gives other globals (numpy._core..., _codecs.encode for
+    bytes at protocol 2, _frombuffer at 5, scalar for NumPy integers): all only rebuild arrays."""
+    before = cu.get_cifar10(fake_cifar.data_dir, validation_size=VAL)
+    for name in [*cu.TRAIN_FILES, cu.TEST_FILE, cu.META_FILE]:
+        path = fake_cifar.batches_dir / name
+        batch = pickle.loads(path.read_bytes(), encoding="bytes")  # our own fake file: trusted
+        if b"labels" in batch:
+            batch[b"labels"] = labels_kind(np.asarray(batch[b"labels"], dtype=np.int64))
+        path.write_bytes(pickle.dumps(batch, protocol=protocol))
+    after = cu.get_cifar10(fake_cifar.data_dir, validation_size=VAL)
+    for name in before:
+        assert np.array_equal(before[name].images, after[name].images)
+        assert np.array_equal(before[name].labels, after[name].labels)
+        assert after[name].classes == CLASS_NAMES
 
 
 # ---------------------------------------------------------------- fetching
@@ -855,7 +1019,7 @@ UNSAFE_MEMBERS = {
 
 
 @pytest.mark.parametrize("member", UNSAFE_MEMBERS.values(), ids=UNSAFE_MEMBERS.keys())
-def test_unsafe_archive_members_are_refused(http_server, source, data_dir, tmp_path, member):
+def test_unsafe_archive_members_are_refused(http_server, source, data_dir, tmp_path, member, tar_python):
     info, payload = member(tmp_path)
     md5 = make_archive(http_server.root / ARCHIVE, source.batches_dir, extra=[(info, payload)])
     with tarfile.open(http_server.root / ARCHIVE) as tar:
@@ -950,6 +1114,108 @@ def test_bad_archive_leaves_no_batches_directory(source, data_dir, unreachable_u
     assert leftovers(data_dir) == [ARCHIVE]
 
 
+# ---------------------------------------------------------------- extraction with and without tar filters
+
+
+@pytest.fixture(params=["tarfile with filter", "tarfile without filter"])
+def tar_python(request, monkeypatch):
+    """Both kinds of Python: with tarfile's extraction filters (3.11.4+) and without (3.11.2's
+    extractall() has no ``filter`` argument and passing one is a TypeError). Returns a namespace:
+    ``has_filter``, and ``calls``, the keyword arguments of every extractall() call."""
+    calls = []
+    original = tarfile.TarFile.extractall
+    has_filter = request.param == "tarfile with filter"
+    if not has_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+    def extractall(self, path=".", members=None, **kwargs):
+        calls.append(dict(kwargs))
+        if not has_filter:
+            if "filter" in kwargs:
+                raise TypeError("extractall() got an unexpected keyword argument 'filter'")
+            if "filter" in inspect.signature(original).parameters:  # what an old Python does: no filter
+                kwargs["filter"] = "fully_trusted"
+        return original(self, path, members, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+    return types.SimpleNamespace(has_filter=has_filter, calls=calls)
+
+
+def test_extraction_with_and_without_tarfile_filter(tar_python, source, data_dir, unreachable_url):
+    data_dir.mkdir(parents=True)
+
+    def loose_modes(info):  # set-id bits and world-writable files: neither way may keep them
+        info.mode |= 0o6002
+        return info
+
+    with tarfile.open(data_dir / ARCHIVE, "w:gz") as tar:
+        tar.add(source.batches_dir, arcname=BATCHES, filter=loose_modes)
+    md5 = md5_of(data_dir / ARCHIVE)
+    assert_loaded(cu.get_cifar10(data_dir, validation_size=VAL, url=unreachable_url, md5=md5), source)
+    expected = [{"filter": "data"}] if tar_python.has_filter else [{}]
+    assert [{k: v for k, v in c.items() if k == "filter"} for c in tar_python.calls] == expected
+    for path in [data_dir / BATCHES, *(data_dir / BATCHES).iterdir()]:
+        assert path.stat().st_mode & 0o6002 == 0, (path, oct(path.stat().st_mode))
+    assert leftovers(data_dir) == sorted([ARCHIVE, BATCHES])
+
+
+# ---------------------------------------------------------------- where the data is
+
+
+def test_default_data_dir_reads_cifar10_data_dir(monkeypatch):
+    monkeypatch.delenv("CIFAR10_DATA_DIR", raising=False)
+    assert cu.default_data_dir() == "data/"
+    monkeypatch.setenv("CIFAR10_DATA_DIR", "")  # set but empty counts as unset
+    assert cu.default_data_dir() == "data/"
+    monkeypatch.setenv("CIFAR10_DATA_DIR", "/somewhere/else")
+    assert cu.default_data_dir() == "/somewhere/else"
+
+
+def test_get_cifar10_without_data_dir_uses_the_default(fake_cifar, monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR10_DATA_DIR", str(fake_cifar.data_dir))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where data/ would be looked for otherwise: there is none
+    assert_loaded(cu.get_cifar10(validation_size=VAL), fake_cifar)
+    assert_loaded(cu.get_cifar10(None, validation_size=VAL), fake_cifar)
+    monkeypatch.delenv("CIFAR10_DATA_DIR")
+    (elsewhere / "data").symlink_to(fake_cifar.data_dir)
+    assert_loaded(cu.get_cifar10(validation_size=VAL), fake_cifar)
+
+
+@pytest.mark.parametrize("trailing_slash", [False, True])
+def test_the_batches_folder_itself_is_accepted_as_data_dir(fake_cifar, unreachable_url, trailing_slash):
+    batches = str(fake_cifar.batches_dir) + (os.sep if trailing_slash else "")
+    data = cu.get_cifar10(batches, validation_size=VAL, url=unreachable_url, md5="0" * 32)
+    assert_loaded(data, fake_cifar)
+    assert not (fake_cifar.batches_dir / BATCHES).exists()  # nothing fetched or made inside it
+
+
+def test_a_renamed_batches_folder_is_accepted_as_data_dir(fake_cifar, tmp_path, unreachable_url):
+    renamed = tmp_path / "my-cifar"
+    fake_cifar.batches_dir.rename(renamed)
+    assert_loaded(cu.get_cifar10(renamed, validation_size=VAL, url=unreachable_url, md5="0" * 32), fake_cifar)
+
+
+def test_a_missing_batches_folder_is_fetched_into_its_parent(http_server, source, data_dir):
+    md5 = make_archive(http_server.root / ARCHIVE, source.batches_dir)
+    data = cu.get_cifar10(
+        data_dir / BATCHES, validation_size=VAL, url=f"{http_server.url}/{ARCHIVE}", md5=md5
+    )
+    assert_loaded(data, source)
+    assert leftovers(data_dir) == sorted([ARCHIVE, BATCHES])  # not cifar-10-batches-py/cifar-10-batches-py
+    assert not (data_dir / BATCHES / BATCHES).exists()
+
+
+def test_download_error_names_every_way_to_point_at_data(data_dir, unreachable_url):
+    with pytest.raises(cu.CIFAR10Error) as excinfo:
+        cu.get_cifar10(str(data_dir), url=unreachable_url, md5="0" * 32)
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for way in ("--data_dir", "CIFAR10_DATA_DIR", os.path.join(str(data_dir), ARCHIVE), BATCHES):
+        assert way in message, way
+
+
 # ---------------------------------------------------------------- the real data
 
 REAL_DATA_DIR = os.environ.get("CIFAR10_DATA_DIR")
@@ -980,3 +1246,23 @@ def test_real_data():
     std = np.sqrt(total_sq / n - mean**2)
     np.testing.assert_allclose(mean, 0.0, atol=0.05)
     np.testing.assert_allclose(std, 1.0, atol=0.05)
+
+
+@pytest.mark.skipif(
+    not REAL_DATA_DIR, reason="CIFAR10_DATA_DIR is not set (a directory holding cifar-10-batches-py/)"
+)
+def test_real_data_skeleton_names_and_device_loaders():
+    pytest.importorskip("torch")
+    data = cu.read_data_sets(os.path.join(REAL_DATA_DIR, BATCHES))  # the folder itself works too
+    assert data["train"].dataset.classes == CLASS_NAMES  # the official names, in label order
+    loaders = cu.get_device_loaders(data, 128, "cpu", seed=42, eval_batch_size=1000)
+    assert [len(loaders[k]) for k in ("train", "validation", "test")] == [45_000 // 128, 5, 10]
+    start = 0
+    for x, y in loaders["test"]:
+        stop = start + len(y)
+        assert np.array_equal(x.numpy(), cu.normalize(data["test"].images[start:stop]))
+        assert np.array_equal(y.numpy(), data["test"].labels[start:stop])
+        start = stop
+    assert start == 10_000
+    x, y = next(iter(loaders["train"]))
+    assert tuple(x.shape) == (128, 3, 32, 32) and len(np.unique(y.numpy())) > 5  # shuffled

@@ -1,52 +1,65 @@
-"""compare_batch_norm.py: the results file, resuming, refusing bad files, the figures and the command line.
+"""compare_batch_norm.py: the results file and its keys, resuming, the lock, the layer statistics,
+the paired differences, the figures and tables, and the command line.
 
 Everything runs on made-up CIFAR-10 batches (tests/conftest.py). train() splits off the default
-5000 validation images, so the fake set holds 5 x 1026 training images: 130 left to train on
-(enough for the command line's batch size of 128) and 100 test images. One tiny real study
-(2 architectures x 2 batch norm x 2 seeds, 2 epochs) is trained once for the module; the
-resume / refuse tests use a fake train() that records its calls.
+5000 validation images, so the fake set holds 5 x 1026 training images: 130 left to train on and
+100 test images. One tiny extended study (2 architectures x 2 learning rates, one of them large
+enough to diverge, x 2 batch norm x 2 seeds, 1 epoch) is really trained once for the module; the
+resume, reuse and table tests use a fake train() that records its calls.
 """
 
-import itertools
+import fcntl
 import json
+import math
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import PNG, REPO_ROOT, write_fake_cifar
 
 import cifar10_utils
 import compare_batch_norm as cbn
+import mlp_pytorch
 import train_common
 import train_mlp_pytorch
 
 N_PER_BATCH, N_TEST = 1026, 100
 N_VAL = 5000  # train() uses get_cifar10's default validation_size
-ARCHS, EPOCHS, SEEDS, BATCH = [[8], [8, 4]], 2, [1, 2], 64
-STUDY = {"architectures": ARCHS, "epochs": EPOCHS, "seeds": SEEDS, "batch_size": BATCH}
-PLANNED = [(tuple(a), bn, s) for a in ARCHS for bn in (False, True) for s in SEEDS]  # 8 runs
-RUN_KEYS = {
-    "hidden_dims",
-    "use_batch_norm",
-    "seed",
-    "train_accuracy",
-    "train_loss",
-    "val_accuracy",
-    "best_epoch",
-    "test_accuracy",
-    "wall_time",
-    "device",
+BATCH = 16  # 8 steps per epoch on the 130 training images
+HUGE_LR = 1e30  # the weights overflow within the first steps
+TINY = {  # the CI version of the extended study
+    "study": "extended",
+    "architectures": [[8], [8, 4]],
+    "lrs": [0.05, HUGE_LR],
+    "seeds": [1, 2],
+    "epochs": 1,
+    "batch_size": BATCH,
 }
-FIGURES = ["train_accuracy.png", "val_accuracy.png", "test_accuracy.png", "test_accuracy.md"]
+FAKE = {**TINY, "lrs": [0.05, 0.5], "epochs": 2}  # for the fake train(): nothing diverges
+STATS = (
+    "linear_std",
+    "preact_mean",
+    "preact_std",
+    "dead_fraction",
+    "zero_fraction",
+    "weight_norm",
+    "weight_grad_norm",
+)
 SCRIPT = os.fspath(REPO_ROOT / "compare_batch_norm.py")
 
 
 def key(run):
-    return (tuple(run["hidden_dims"]), run["use_batch_norm"], run["seed"])
+    return (tuple(run["hidden_dims"]), run["use_batch_norm"], run["lr"], run["seed"])
+
+
+def planned(settings):
+    return {key(run) for run in cbn.planned_runs(cbn.study_settings(**settings))}
 
 
 def strict_json(text):
@@ -61,42 +74,36 @@ def strict_json(text):
 class FakeTrain:
     """Stands in for train_mlp_pytorch.train: plausible, deterministic logging_info, calls recorded.
 
-    ``interrupt_on=k`` raises KeyboardInterrupt on the k-th call (1-based), as Ctrl-C would.
+    ``interrupt_on=k`` raises KeyboardInterrupt on the k-th call (1-based), as Ctrl-C would;
+    runs with lr >= ``diverge_from`` diverge at epoch 1, step 3.
     """
 
-    def __init__(self, interrupt_on=None):
-        self.calls, self.interrupt_on = [], interrupt_on
+    def __init__(self, interrupt_on=None, diverge_from=math.inf):
+        self.calls, self.interrupt_on, self.diverge_from = [], interrupt_on, diverge_from
 
     def __call__(self, hidden_dims, lr, use_batch_norm, batch_size, epochs, seed, data_dir, **kwargs):
-        self.calls.append(
-            {
-                "hidden_dims": list(hidden_dims),
-                "lr": lr,
-                "use_batch_norm": use_batch_norm,
-                "batch_size": batch_size,
-                "epochs": epochs,
-                "seed": seed,
-                "data_dir": data_dir,
-                **kwargs,
-            }
-        )
+        self.calls.append((tuple(hidden_dims), use_batch_norm, lr, seed))
+        self.kwargs, self.data_dir = kwargs, data_dir
         if len(self.calls) == self.interrupt_on:
             raise KeyboardInterrupt
-        base = 0.2 + 0.02 * len(hidden_dims) + 0.05 * use_batch_norm + 0.003 * seed
+        base = 0.2 + 0.02 * len(hidden_dims) + 0.05 * use_batch_norm + 0.003 * seed + 0.01 * lr
+        if lr >= self.diverge_from:
+            info = {"train_loss": [], "train_accuracy": [], "val_accuracy": [], "batch_loss": [2.3, 9.0]}
+            info["epoch_time"] = []
+            info.update(diverged=True, diverged_at={"epoch": 1, "step": 3}, device="cpu")
+            return None, [], None, info
         val = [round(base + 0.01 * e, 4) for e in range(epochs)]
         info = {
             "train_loss": [2.3 - 0.1 * e for e in range(epochs)],
             "train_accuracy": [base + 0.02 * e for e in range(epochs)],
             "val_accuracy": val,
-            "batch_loss": [2.3] * epochs,
-            "epoch_time": [0.01] * epochs,
+            "batch_loss": [2.3 - 0.01 * i for i in range(60 * epochs)],
+            "epoch_time": [0.5] * epochs,
             "best_epoch": epochs,
             "device": "cpu",
+            "diverged": False,
         }
         return None, val, round(base - 0.01, 4), info
-
-    def keys(self):
-        return [(tuple(c["hidden_dims"]), c["use_batch_norm"], c["seed"]) for c in self.calls]
 
 
 def refuse_to_train(*args, **kwargs):
@@ -110,19 +117,19 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def real_study(tmp_path_factory, data_dir):
-    """The tiny study really trained once: (results file, returned results, file bytes)."""
+def tiny_study(tmp_path_factory, data_dir):
+    """The tiny extended study really trained once: (results file, returned results, file bytes)."""
     path = tmp_path_factory.mktemp("study") / "results.json"
-    results = cbn.train_models(os.fspath(path), data_dir=data_dir, progress=False, **STUDY)
+    results = cbn.train_models(os.fspath(path), data_dir=data_dir, progress=False, **TINY)
     return path, results, path.read_bytes()
 
 
 @pytest.fixture
-def results_copy(real_study, tmp_path):
-    """A private copy of the real study's results file, in its own directory."""
+def results_copy(tiny_study, tmp_path):
+    """A private copy of the tiny study's results file, in its own directory."""
     path = tmp_path / "copy" / "results.json"
     path.parent.mkdir()
-    path.write_bytes(real_study[2])
+    path.write_bytes(tiny_study[2])
     return path
 
 
@@ -136,73 +143,222 @@ def fake_train(monkeypatch):
 # ---------------------------------------------------------------- the results file
 
 
-def test_results_file_holds_every_run(real_study):
-    path, results, raw = real_study
-    text = raw.decode()
-    assert strict_json(text) == results, "the file is not what train_models returned"
-    # indented, one value per line: readable and diffable
-    assert text.count("\n") > 100 and re.search(r'^ +"use_batch_norm": (true|false),$', text, re.M)
-    assert results["settings"] == {
-        "architectures": ARCHS,
-        "epochs": EPOCHS,
-        "lr": 0.1,
-        "batch_size": BATCH,
-        "seeds": SEEDS,
-    }
+def test_results_file_holds_every_run(tiny_study):
+    path, results, raw = tiny_study
+    assert strict_json(raw.decode()) == results, "the file is not what train_models returned"
+    assert results["settings"] == cbn.study_settings(**TINY)
     runs = results["runs"]
-    assert len(runs) == 8 and sorted(map(key, runs)) == sorted(PLANNED)
+    assert len(runs) == 16 and {key(r) for r in runs} == planned(TINY)
     for run in runs:
-        assert set(run) >= RUN_KEYS, RUN_KEYS - set(run)
-        for curve in ("train_accuracy", "train_loss", "val_accuracy"):
-            assert len(run[curve]) == EPOCHS, (curve, run[curve])
-        # the numbers come from the fake data: 2 batches of 64 per epoch, 5000 validation, 100 test
-        for a in run["train_accuracy"]:
-            assert 0 <= a <= 1 and a * 2 * BATCH == pytest.approx(round(a * 2 * BATCH), abs=1e-6)
-        for a in run["val_accuracy"]:
-            assert 0 <= a <= 1 and a * N_VAL == pytest.approx(round(a * N_VAL), abs=1e-6)
-        assert 0 <= run["test_accuracy"] <= 1
+        assert set(run) >= cbn.RUN_FIELDS, cbn.RUN_FIELDS - set(run)
+        assert (run["epochs"], run["batch_size"], run["batch_norm"]) == (1, BATCH, "torch")
+        stats = run["layer_stats"]
+        assert stats["images"] == 500 and stats["epochs"][0] == 0
+        assert len(stats["layers"]) == len(run["hidden_dims"]) + 1  # hidden layers and the output
+        for layer in stats["layers"][:-1]:
+            assert set(layer) == set(STATS)
+        assert set(stats["layers"][-1]) == {"linear_std", "weight_norm", "weight_grad_norm"}
+        if run["lr"] == HUGE_LR:
+            continue
+        assert not run["diverged"] and run["diverged_at"] is None
+        assert stats["epochs"] == [0, 1] and all(
+            len(v) == 2 for layer in stats["layers"] for v in layer.values()
+        )
+        for layer in stats["layers"][:-1]:
+            for name in ("dead_fraction", "zero_fraction"):
+                assert all(0 <= v <= 1 for v in layer[name])
+            assert all(v > 0 for v in layer["preact_std"] + layer["weight_grad_norm"])
+            # with batch norm in train mode the ReLU's input is standardised (gamma 1 at init)
+            if run["use_batch_norm"]:
+                assert layer["preact_std"][0] == pytest.approx(1, abs=1e-3)
+                assert layer["preact_mean"][0] == pytest.approx(0, abs=1e-5)
+        assert run["first_steps_loss"] == pytest.approx(run["first_steps_loss"])  # finite
+        assert len(run["first_steps_loss"]) == 130 // BATCH  # all 8 steps (fewer than 50)
+        assert run["train_loss"][0] == pytest.approx(np.mean(run["first_steps_loss"]), rel=1e-5)
+        assert run["val_accuracy"][0] * N_VAL == pytest.approx(
+            round(run["val_accuracy"][0] * N_VAL), abs=1e-6
+        )
         assert run["test_accuracy"] * N_TEST == pytest.approx(round(run["test_accuracy"] * N_TEST), abs=1e-6)
-        assert all(np.isfinite(run["train_loss"])) and min(run["train_loss"]) > 0
-        assert run["best_epoch"] == 1 + int(np.argmax(run["val_accuracy"]))
-        assert run["wall_time"] > 0 and run["device"] == "cpu"
-    # the runs really differ by seed and by batch norm (nothing is copied from one to another)
-    by_key = {key(r): r for r in runs}
-    for arch in ARCHS:
-        a = tuple(arch)
-        assert by_key[a, False, 1]["train_loss"] != by_key[a, False, 2]["train_loss"]
-        assert by_key[a, False, 1]["train_loss"] != by_key[a, True, 1]["train_loss"]
+        assert run["best_epoch"] == 1 and run["wall_time"] > 0
+
+
+def test_diverged_runs_are_recorded_and_the_study_goes_on(tiny_study):
+    runs = tiny_study[1]["runs"]
+    diverged = [r for r in runs if r["lr"] == HUGE_LR]
+    assert len(diverged) == 8 and all(r["diverged"] for r in diverged), [r["diverged"] for r in diverged]
+    for run in diverged:
+        assert run["diverged_at"]["epoch"] == 1 and 1 <= run["diverged_at"]["step"] <= 130 // BATCH
+        assert run["val_accuracy"] == [] and run["test_accuracy"] is None
+        assert run["layer_stats"]["epochs"] == [0]  # the initialisation, then no finished epoch
+    # the runs after a diverged one were trained: every seed's small lr finished
+    assert sum(not r["diverged"] for r in runs) == 8
+
+
+def test_paired_arms_share_initial_weights(tiny_study):
+    """Through the study's own record: same seed -> same init fingerprint and the same first
+    layer's output on the fixed batch at epoch 0 (batch norm comes after it)."""
+    runs = {key(r): r for r in tiny_study[1]["runs"]}
+    for dims in map(tuple, TINY["architectures"]):
+        for lr in TINY["lrs"]:
+            for seed in TINY["seeds"]:
+                no_bn, bn = runs[dims, False, lr, seed], runs[dims, True, lr, seed]
+                assert no_bn["init_fingerprint"] == bn["init_fingerprint"]
+                first = [r["layer_stats"]["layers"][0]["linear_std"][0] for r in (no_bn, bn)]
+                assert first[0] == first[1]
+            assert (
+                runs[dims, False, lr, 1]["init_fingerprint"] != runs[dims, False, lr, 2]["init_fingerprint"]
+            )
+
+
+def test_paired_arms_see_the_same_batches(monkeypatch, data_dir, tmp_path):
+    """The labels of every training batch, recorded inside the study's runs, match between the arms."""
+    seen, real = [], cifar10_utils.get_device_loaders
+
+    class Recorder:
+        def __init__(self, loader):
+            self.loader, self.labels = loader, []
+            seen.append(self.labels)
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __getattr__(self, name):
+            return getattr(self.loader, name)
+
+        def __iter__(self):
+            for x, y in self.loader:
+                self.labels.append(y.tolist())
+                yield x, y
+
+    def recording(dataset, batch_size, *args, **kwargs):
+        loaders = real(dataset, batch_size, *args, **kwargs)
+        if batch_size == BATCH:  # the trainer's loaders (not the statistics batch)
+            loaders["train"] = Recorder(loaders["train"])
+        return loaders
+
+    monkeypatch.setattr(cifar10_utils, "get_device_loaders", recording)
+    settings = {**TINY, "architectures": [[8]], "lrs": [0.05], "seeds": [3], "epochs": 2}
+    cbn.train_models(os.fspath(tmp_path / "r.json"), data_dir=data_dir, progress=False, **settings)
+    assert len(seen) == 2 and len(seen[0]) == 2 * (130 // BATCH)
+    assert seen[0] == seen[1]
+    assert seen[0][0] != seen[0][len(seen[0]) // 2], "the second epoch repeated the first's order"
+
+
+def test_statistics_leave_the_run_unchanged(data_dir):
+    """The epoch_callback restores batch norm's running statistics and the mode: same losses."""
+    args = ([16, 8], 0.05, True, BATCH, 2, 5, data_dir)
+    statistics = cbn.LayerStatistics(data_dir, 200)
+    with_stats = train_mlp_pytorch.train(*args, progress=False, log_epochs=False, epoch_callback=statistics)
+    plain = train_mlp_pytorch.train(*args, progress=False, log_epochs=False)
+    assert with_stats[3]["batch_loss"] == plain[3]["batch_loss"]
+    assert with_stats[1] == plain[1] and with_stats[2] == plain[2]
+    record = statistics.record()["layer_stats"]
+    assert record["epochs"] == [0, 1, 2] and record["images"] == 200
+
+
+# ---------------------------------------------------------------- the layer statistics
+
+
+def test_layer_statistics_by_hand():
+    torch.manual_seed(0)
+    model = mlp_pytorch.MLP(6, [5, 4], 3, use_batch_norm=True)
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    with torch.no_grad():
+        model.layers[0].weight[0] = -10.0  # unit 0 of layer 1: negative for every sample after BN?
+        model.layers[1].bias[0] = -5.0  # beta -5: batch-norm output < 0 for every image: a dead ReLU
+        model.layers[1].running_mean += 0.3
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    model.eval()
+    stats = cbn.layer_statistics(model, x, y)
+    assert not model.training, "the mode was not restored"
+    for k, v in model.named_buffers():
+        assert torch.equal(v, buffers[k]), f"{k} changed"
+    assert all(p.grad is None for p in model.parameters()), ".grad was written"
+
+    # the same by hand, in train mode with a copy of the model
+    model.train()
+    z1 = model.layers[0](x)
+    a1 = model.layers[1](z1)
+    h1 = torch.relu(a1)
+    z2 = model.layers[3](h1)
+    a2 = model.layers[4](z2)
+    logits = model.layers[6](torch.relu(a2))
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    grads = torch.autograd.grad(loss, [m.weight for m in model.linears()])
+    assert stats["loss"] == pytest.approx(loss.item(), rel=1e-6)
+    layer = stats["layers"][0]
+    assert layer["linear_std"] == pytest.approx(z1.std(correction=0).item(), rel=1e-5)
+    assert layer["preact_mean"] == pytest.approx(a1.mean().item(), abs=1e-5)
+    assert layer["preact_std"] == pytest.approx(a1.std(correction=0).item(), rel=1e-5)
+    assert layer["dead_fraction"] == pytest.approx(1 / 5)  # unit 0 only
+    assert layer["zero_fraction"] == pytest.approx((h1 == 0).float().mean().item())
+    assert layer["zero_fraction"] > 0.2  # the dead unit and the negative half of the others
+    for i, (grad, linear) in enumerate(zip(grads, model.linears(), strict=True)):
+        assert stats["layers"][i]["weight_grad_norm"] == pytest.approx(grad.norm().item(), rel=1e-5)
+        assert stats["layers"][i]["weight_norm"] == pytest.approx(linear.weight.norm().item(), rel=1e-6)
+    assert len(stats["layers"]) == 3 and set(stats["layers"][2]) == {
+        "linear_std",
+        "weight_norm",
+        "weight_grad_norm",
+    }
+
+
+def test_weights_fingerprint_follows_the_linear_weights():
+    torch.manual_seed(1)
+    a = mlp_pytorch.MLP(6, [5], 3)
+    torch.manual_seed(1)
+    b = mlp_pytorch.MLP(6, [5], 3, use_batch_norm=True)
+    assert cbn.weights_fingerprint(a) == cbn.weights_fingerprint(b)
+    with torch.no_grad():
+        b.linears()[1].bias[0] += 1e-6
+    assert cbn.weights_fingerprint(a) != cbn.weights_fingerprint(b)
+
+
+# ---------------------------------------------------------------- reusing runs
+
+
+def test_rerun_trains_nothing(results_copy, tiny_study, monkeypatch):
+    monkeypatch.setattr(train_mlp_pytorch, "train", refuse_to_train)
+    results = cbn.train_models(os.fspath(results_copy), data_dir="no/data/here", progress=False, **TINY)
+    assert results == tiny_study[1]
+    assert results_copy.read_bytes() == tiny_study[2]
+    assert sorted(os.listdir(results_copy.parent)) == ["results.json"], "the lock file was left behind"
+
+
+@pytest.mark.parametrize("change", [{"seeds": [1, 2, 3]}, {"lrs": [0.05, 0.5, 0.01]}], ids=["seed", "lr"])
+def test_adding_seeds_or_lrs_trains_only_the_new_runs(change, tmp_path, fake_train):
+    path = os.fspath(tmp_path / "r.json")
+    first = cbn.train_models(path, progress=False, **FAKE)
+    n = len(fake_train.calls)
+    more = {**FAKE, **change}
+    results = cbn.train_models(path, progress=False, **more)
+    assert set(fake_train.calls[n:]) == planned(more) - planned(FAKE)
+    assert len(fake_train.calls) == n + len(planned(more) - planned(FAKE))
+    assert results["runs"][: len(first["runs"])] == first["runs"], "finished runs were changed"
+    assert strict_json(Path(path).read_text())["settings"] == cbn.study_settings(**more)
+    # going back to the smaller study trains nothing and draws only its runs
+    cbn.train_models(path, progress=False, **FAKE)
+    assert len(fake_train.calls) == n + len(planned(more) - planned(FAKE))
+    assert len(cbn.study_runs(strict_json(Path(path).read_text()))) == len(planned(FAKE))
+
+
+def test_runs_are_keyed_by_epochs_and_batch_size(tmp_path, fake_train):
+    path = os.fspath(tmp_path / "r.json")
+    cbn.train_models(path, progress=False, **FAKE)
+    cbn.train_models(path, progress=False, **{**FAKE, "epochs": 3})
+    cbn.train_models(path, progress=False, **{**FAKE, "batch_size": 32})
+    assert len(fake_train.calls) == 3 * 16
+    assert len(strict_json(Path(path).read_text())["runs"]) == 3 * 16
 
 
 def test_train_gets_each_runs_settings(fake_train, tmp_path):
-    path = tmp_path / "r.json"
-    results = cbn.train_models(os.fspath(path), data_dir="somewhere/", progress=False, lr=0.05, **STUDY)
-    assert sorted(fake_train.keys()) == sorted(PLANNED)
-    for call in fake_train.calls:
-        assert (call["lr"], call["batch_size"], call["epochs"], call["data_dir"]) == (
-            0.05,
-            BATCH,
-            EPOCHS,
-            "somewhere/",
-        )
-    # what the fake returned is what is recorded
-    for run in results["runs"]:
-        _, val, test, info = FakeTrain()(
-            run["hidden_dims"], 0.05, run["use_batch_norm"], 64, 2, run["seed"], ""
-        )
-        assert (run["val_accuracy"], run["test_accuracy"], run["train_loss"]) == (
-            val,
-            test,
-            info["train_loss"],
-        )
-        assert (run["train_accuracy"], run["best_epoch"]) == (info["train_accuracy"], info["best_epoch"])
-    assert strict_json(path.read_text()) == results
-
-
-def test_rerun_trains_nothing(results_copy, real_study, monkeypatch):
-    monkeypatch.setattr(train_mlp_pytorch, "train", refuse_to_train)
-    results = cbn.train_models(os.fspath(results_copy), data_dir="no/data/here", progress=False, **STUDY)
-    assert results == real_study[1]
-    assert results_copy.read_bytes() == real_study[2]
+    cbn.train_models(os.fspath(tmp_path / "r.json"), data_dir="somewhere/", progress=False, **FAKE)
+    assert set(fake_train.calls) == planned(FAKE) and len(fake_train.calls) == 16
+    assert fake_train.kwargs["batch_norm"] == "torch" and fake_train.kwargs["log_epochs"] is False
+    assert isinstance(fake_train.kwargs["epoch_callback"], cbn.LayerStatistics)
+    # the two arms of a pair are trained one after the other, seeds outermost
+    assert [c[1] for c in fake_train.calls[:2]] == [False, True]
+    assert [c[3] for c in fake_train.calls] == sorted(c[3] for c in fake_train.calls)
 
 
 def test_interrupted_study_resumes(monkeypatch, tmp_path):
@@ -210,111 +366,198 @@ def test_interrupted_study_resumes(monkeypatch, tmp_path):
     interrupted = FakeTrain(interrupt_on=3)
     monkeypatch.setattr(train_mlp_pytorch, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        cbn.train_models(os.fspath(path), progress=False, **STUDY)
-    assert len(interrupted.calls) == 3
+        cbn.train_models(os.fspath(path), progress=False, **FAKE)
     saved = strict_json(path.read_text())
-    assert [key(r) for r in saved["runs"]] == interrupted.keys()[:2]
-    assert os.listdir(path.parent) == ["r.json"], "a temporary file was left behind"
+    assert [key(r) for r in saved["runs"]] == interrupted.calls[:2]
+    assert os.listdir(path.parent) == ["r.json"], "a temporary or lock file was left behind"
 
     resumed = FakeTrain()
     monkeypatch.setattr(train_mlp_pytorch, "train", resumed)
-    results = cbn.train_models(os.fspath(path), progress=False, **STUDY)
-    assert len(resumed.calls) == 6
-    assert sorted(resumed.keys()) == sorted(set(PLANNED) - set(interrupted.keys()[:2]))
-    assert sorted(map(key, results["runs"])) == sorted(PLANNED)
+    results = cbn.train_models(os.fspath(path), progress=False, **FAKE)
+    assert len(resumed.calls) == 14 and set(resumed.calls) == planned(FAKE) - set(interrupted.calls[:2])
     assert results["runs"][:2] == saved["runs"], "finished runs were changed"
     assert strict_json(path.read_text()) == results
 
 
-def test_interrupt_while_saving_keeps_the_previous_file(monkeypatch, tmp_path, fake_train):
-    """Ctrl-C between writing the new file and renaming it: the old file stays, whole."""
-    path = tmp_path / "r.json"
-    real_replace, n = os.replace, []
-
-    def replace(src, dst):
-        n.append(dst)
-        if len(n) == 3:
-            raise KeyboardInterrupt
-        real_replace(src, dst)
-
-    monkeypatch.setattr(train_common.os, "replace", replace)
-    with pytest.raises(KeyboardInterrupt):
-        cbn.train_models(os.fspath(path), progress=False, **STUDY)
-    monkeypatch.setattr(train_common.os, "replace", real_replace)
-    assert [key(r) for r in strict_json(path.read_text())["runs"]] == fake_train.keys()[:2]
-    assert os.listdir(tmp_path) == ["r.json"], "a temporary file was left behind"
-    cbn.train_models(os.fspath(path), progress=False, **STUDY)
-    assert len(fake_train.calls) == 3 + 6  # the unsaved third run is trained again
-    assert sorted(map(key, strict_json(path.read_text())["runs"])) == sorted(PLANNED)
+def test_fresh_retrains_everything(results_copy, fake_train):
+    cbn.train_models(os.fspath(results_copy), progress=False, fresh=True, **TINY)
+    assert len(fake_train.calls) == 16
 
 
 # ---------------------------------------------------------------- refusing files
 
 
-def _truncated(raw):
-    return raw[: len(raw) // 2]
-
-
 CORRUPT = {
     "empty": b"",
     "not JSON": b"epoch 1: loss 2.3\n",
-    "truncated": _truncated,
+    "truncated": lambda raw: raw[: len(raw) // 2],
     "not UTF-8": b"\xff\xfe\x00garbage",
     "a list": b"[]\n",
-    "a number": b"42\n",
     "no runs": lambda raw: json.dumps({"settings": json.loads(raw)["settings"]}).encode(),
-    "runs not a list": lambda raw: json.dumps({"settings": json.loads(raw)["settings"], "runs": {}}).encode(),
-    "no settings": b'{"runs": []}',
+    "run without layer_stats": lambda raw: json.dumps(
+        {
+            **json.loads(raw),
+            "runs": [{k: v for k, v in json.loads(raw)["runs"][0].items() if k != "layer_stats"}],
+        }
+    ).encode(),
+    "before keyed runs": json.dumps(  # what this script wrote before runs were keyed by lr
+        {
+            "settings": {"architectures": [[128]], "epochs": 20, "lr": 0.1, "batch_size": 128, "seeds": [42]},
+            "runs": [{"hidden_dims": [128], "use_batch_norm": False, "seed": 42, "test_accuracy": 0.5}],
+        }
+    ).encode(),
 }
 
 
 @pytest.mark.parametrize("content", CORRUPT.values(), ids=CORRUPT.keys())
-def test_corrupt_results_file_is_refused(content, results_copy, real_study, fake_train):
-    raw = content(real_study[2]) if callable(content) else content
+def test_corrupt_results_file_is_refused(content, results_copy, tiny_study, fake_train):
+    raw = content(tiny_study[2]) if callable(content) else content
     results_copy.write_bytes(raw)
     with pytest.raises(ValueError, match=re.escape(os.fspath(results_copy))):
-        cbn.train_models(os.fspath(results_copy), progress=False, **STUDY)
+        cbn.train_models(os.fspath(results_copy), progress=False, **TINY)
     assert results_copy.read_bytes() == raw, "the refused file was changed"
     assert fake_train.calls == []
     with pytest.raises(ValueError, match=re.escape(os.fspath(results_copy))):
         cbn.plot_results(os.fspath(results_copy))
     assert sorted(os.listdir(results_copy.parent)) == ["results.json"]
 
-    results = cbn.train_models(os.fspath(results_copy), progress=False, fresh=True, **STUDY)
-    assert len(fake_train.calls) == 8 and sorted(map(key, results["runs"])) == sorted(PLANNED)
-    assert strict_json(results_copy.read_text()) == results
 
-
-OTHER_SETTINGS = {
-    "epochs": {"epochs": 3},
-    "fewer seeds": {"seeds": [1]},
-    "more seeds": {"seeds": [1, 2, 3]},
-    "lr": {"lr": 0.05},
-    "batch size": {"batch_size": 32},
-    "architectures": {"architectures": [[8]]},
-}
-
-
-@pytest.mark.parametrize("change", OTHER_SETTINGS.values(), ids=OTHER_SETTINGS.keys())
-def test_results_made_with_other_settings_are_refused(change, results_copy, real_study, fake_train):
-    study = {**STUDY, **change}
-    with pytest.raises(ValueError, match=re.escape(os.fspath(results_copy))):
-        cbn.train_models(os.fspath(results_copy), progress=False, **study)
-    assert results_copy.read_bytes() == real_study[2]
+def test_results_path_that_is_a_directory_is_refused(tmp_path, fake_train):
+    (tmp_path / "r.json").mkdir()
+    with pytest.raises(ValueError, match="directory"):
+        cbn.train_models(os.fspath(tmp_path / "r.json"), fresh=True, epochs=1)
     assert fake_train.calls == []
 
-    results = cbn.train_models(os.fspath(results_copy), progress=False, fresh=True, **study)
-    settings = {"lr": 0.1, **study}
-    assert results["settings"] == settings
-    assert (
-        len(fake_train.calls)
-        == len(results["runs"])
-        == 2 * len(settings["architectures"]) * len(settings["seeds"])
-    )
-    assert strict_json(results_copy.read_text()) == results
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"seeds": [1, 1]}, {"lrs": [0.1, 0.1]}, {"lrs": [0.0]}, {"epochs": 0}, {"study": "huge"}, {"colour": 1}],
+    ids=["duplicate seeds", "duplicate lrs", "lr 0", "epochs 0", "unknown study", "unknown setting"],
+)
+def test_bad_settings_are_refused_before_training(bad, tmp_path, fake_train):
+    with pytest.raises(ValueError):
+        cbn.train_models(os.fspath(tmp_path / "r.json"), progress=False, **{**FAKE, **bad})
+    assert fake_train.calls == [] and os.listdir(tmp_path) == []
 
 
-# ---------------------------------------------------------------- figures
+# ---------------------------------------------------------------- the lock
+
+
+def hold_lock(path, pid="4242"):
+    """Hold the study's lock on `path` as another process would: the open file, locked."""
+    lock = open(f"{path}.lock", "w")  # noqa: SIM115 (closed by the caller)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    lock.write(f"{pid}\n")
+    lock.flush()
+    return lock
+
+
+def test_a_held_lock_refuses_a_second_study(results_copy, fake_train):
+    lock = hold_lock(results_copy)
+    try:
+        with pytest.raises(ValueError, match=r"process 4242 .*--wait"):
+            cbn.train_models(os.fspath(results_copy), progress=False, fresh=True, **TINY)
+    finally:
+        lock.close()
+    assert fake_train.calls == []
+    cbn.train_models(os.fspath(results_copy), progress=False, fresh=True, **TINY)  # released: trains
+    assert len(fake_train.calls) == 16
+
+
+def test_lock_on_the_command_line(tmp_path, monkeypatch):
+    """A second process exits 2 with one line naming the holder; with --wait it says whom it
+    waits for, waits, then runs (here a study whose runs are all in the file: it only plots)."""
+    monkeypatch.setattr(train_mlp_pytorch, "train", FakeTrain())
+    results = tmp_path / "r.json"
+    cbn.train_models(os.fspath(results), progress=False, seeds=[1], epochs=1)
+    args = ["--seeds", "1", "--epochs", "1", "--results", os.fspath(results), "--data_dir", "no/data"]
+    lock = hold_lock(results, pid="777")
+    try:
+        proc = run_cli([*args, "--no_progress"], tmp_path)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stderr.count("\n") == 1 and "process 777" in proc.stderr, proc.stderr
+        waiting = subprocess.Popen(
+            [sys.executable, SCRIPT, *args, "--no_progress", "--wait"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = waiting.stderr.readline()
+        assert "process 777" in line and "waiting" in line, line
+        time.sleep(0.3)
+        assert waiting.poll() is None, "did not wait"
+    finally:
+        lock.close()
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, out + err
+    assert "results in" in out and not os.path.exists(f"{results}.lock")
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def t_cdf(t, df):
+    """P(T <= t) for Student's t with df degrees of freedom, by integrating its density."""
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    x = np.linspace(0, t, 200_001)
+    density = c * (1 + x**2 / df) ** (-(df + 1) / 2)
+    return 0.5 + float(np.sum((density[1:] + density[:-1]) / 2 * np.diff(x)))
+
+
+@pytest.mark.parametrize("df", [*range(1, 31), 31, 45, 100, 1000])
+def test_t_quantiles(df):
+    assert t_cdf(cbn.t_quantile_975(df), df) == pytest.approx(0.975, abs=2e-5)
+
+
+def test_mean_ci():
+    mean, half = cbn.mean_ci([0.01, 0.02, 0.03])
+    assert mean == pytest.approx(0.02) and half == pytest.approx(4.3027 * 0.01 / math.sqrt(3))
+    assert cbn.mean_ci([0.5]) == (0.5, None)
+
+
+def make_run(dims, bn, lr, seed, test, diverged=False):
+    return {
+        "hidden_dims": list(dims),
+        "use_batch_norm": bn,
+        "lr": lr,
+        "seed": seed,
+        "test_accuracy": None if diverged else test,
+        "diverged": diverged,
+    }
+
+
+def test_paired_differences_by_hand():
+    settings = {"architectures": [[8], [16]], "lrs": [0.1, 1.0], "seeds": [1, 2, 3]}
+    diffs = {1: 0.01, 2: 0.03, 3: 0.02}
+    runs = []
+    for seed, d in diffs.items():
+        runs += [
+            make_run([8], False, 0.1, seed, 0.40 + seed / 100),
+            make_run([8], True, 0.1, seed, 0.40 + seed / 100 + d),
+        ]
+        runs += [make_run([16], False, 0.1, seed, 0.5), make_run([16], True, 0.1, seed, 0.5 - d)]
+        runs += [
+            make_run([8], False, 1.0, seed, 0.3, diverged=seed == 2),
+            make_run([8], True, 1.0, seed, 0.35),
+        ]
+    runs += [make_run([16], False, 1.0, 1, 0.3)]  # its pair not trained yet
+    rows, pooled = cbn.paired_differences(runs, settings)
+    by = {(r["dims"], r["lr"]): r for r in rows}
+    r = by[(8,), 0.1]
+    assert r["diffs"] == pytest.approx([0.01, 0.03, 0.02]) and r["mean"] == pytest.approx(0.02)
+    assert r["half"] == pytest.approx(4.3027 * 0.01 / math.sqrt(3))
+    assert by[(16,), 0.1]["mean"] == pytest.approx(-0.02)
+    r = by[(8,), 1.0]
+    assert r["seeds"] == [1, 3] and r["diverged"] == {"no BN": [2], "BN": []}
+    assert r["mean"] == pytest.approx(0.05) and r["half"] == pytest.approx(12.7062 * 0.0 / math.sqrt(2))
+    assert by[(16,), 1.0]["missing"] == [1, 2, 3] and by[(16,), 1.0]["mean"] is None
+    # pooled over the two complete configurations: per seed (d - d) / 2 = 0
+    assert pooled["configurations"] == 2 and len(pooled["excluded"]) == 2
+    assert pooled["per_seed"] == pytest.approx([0, 0, 0]) and pooled["mean"] == pytest.approx(0)
+
+
+# ---------------------------------------------------------------- figures and tables
 
 
 def check_png(path):
@@ -322,67 +565,104 @@ def check_png(path):
 
     data = Path(path).read_bytes()
     assert data.startswith(PNG) and len(data) > 5000, path
-    assert min(plt.imread(path).shape[:2]) > 200, path
+    assert min(plt.imread(path).shape[:2]) > 300, path
 
 
 def read_table(path):
-    """{(architecture str, 'yes'/'no'): cells} from a Markdown table, checking its frame."""
-    lines = Path(path).read_text().strip().splitlines()
+    """(first line, header cells, rows of cells) of the Markdown table in `path`, its frame checked."""
+    text = Path(path).read_text()
+    lines = [line for line in text.splitlines() if line.startswith("|")]
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
-    assert all(line.startswith("|") and line.endswith("|") for line in lines)
     assert len({len(row) for row in cells}) == 1, "rows with different numbers of cells"
     assert all(re.fullmatch(r":?-{3,}:?", c) for c in cells[1]), "no Markdown separator row"
-    rows = {(row[0], row[1]): row for row in cells[2:]}
-    assert len(rows) == len(cells) - 2, "duplicate rows"
-    return cells[0], rows
+    return text.splitlines()[0], cells[0], cells[2:]
 
 
-def test_plot_results_from_the_file_alone(results_copy, real_study, tmp_path, monkeypatch):
+def test_extended_figures_and_tables(results_copy, tiny_study, tmp_path, monkeypatch):
     monkeypatch.setattr(train_mlp_pytorch, "train", refuse_to_train)
     monkeypatch.setattr(cifar10_utils, "get_cifar10", refuse_to_train)
-    empty = tmp_path / "elsewhere"
-    empty.mkdir()
-    monkeypatch.chdir(empty)
-    figure_dir = tmp_path / "figures" / "new"
+    figure_dir = tmp_path / "figures"
     paths = cbn.plot_results(os.fspath(results_copy), os.fspath(figure_dir))
-    assert sorted(os.path.basename(p) for p in paths) == sorted(FIGURES)
-    assert sorted(os.listdir(figure_dir)) == sorted(FIGURES)
-    assert os.listdir(empty) == []
-    for name in FIGURES[:3]:
-        check_png(figure_dir / name)
+    assert sorted(os.path.basename(p) for p in paths) == sorted(cbn.FIGURES["extended"])
+    assert sorted(os.listdir(figure_dir)) == sorted(cbn.FIGURES["extended"])
+    for name in cbn.FIGURES["extended"]:
+        if name.endswith(".png"):
+            check_png(figure_dir / name)
 
-    header, rows = read_table(figure_dir / "test_accuracy.md")
-    assert any("test" in h.lower() for h in header)
-    runs = real_study[1]["runs"]
-    assert sorted(rows) == sorted((str(a), bn) for a in ARCHS for bn in ("no", "yes"))
-    for arch, bn in itertools.product(ARCHS, (False, True)):
-        row = rows[str(arch), "yes" if bn else "no"]
-        tests = [r["test_accuracy"] for r in runs if r["hidden_dims"] == arch and r["use_batch_norm"] == bn]
-        assert "2" in row, row  # the number of seeds
-        mean = next(c for c in row if "±" in c)
-        value, spread = (float(x) for x in mean.split("±"))
-        assert value == pytest.approx(np.mean(tests), abs=6e-5) and 0 <= spread <= np.ptp(tests) + 1e-4
+    first, header, rows = read_table(figure_dir / "paired_differences.md")
+    assert first.startswith(
+        "Made by `python compare_batch_norm.py --study extended --seeds 1 2 --lrs 0.05 1e+30"
+    )
+    assert f"--results {results_copy}" in first and "architectures=[[8], [8, 4]]" in first
+    runs = {key(r): r for r in tiny_study[1]["runs"]}
+    assert [row[:2] for row in rows] == [
+        ["[8]", "0.05"],
+        ["[8]", "1e+30"],
+        ["[8, 4]", "0.05"],
+        ["[8, 4]", "1e+30"],
+        ["pooled", "all"],
+    ]
+    for row in rows[:-1]:
+        dims, lr = tuple(json.loads(row[0])), float(row[1])
+        if lr == HUGE_LR:  # both arms diverged for both seeds: no number, said so
+            assert row[2] == "0" and row[3] == row[4] == "diverged" and row[5] == "—"
+            assert "no BN diverged (seeds 1, 2)" in row[7] and "; BN diverged (seeds 1, 2)" in row[7]
+            continue
+        diffs = [
+            runs[dims, True, lr, s]["test_accuracy"] - runs[dims, False, lr, s]["test_accuracy"]
+            for s in (1, 2)
+        ]
+        assert row[2] == "2" and float(row[5]) == pytest.approx(np.mean(diffs), abs=6e-5)
+        low, high = (float(v) for v in row[6].strip("[]").split(","))
+        half = 12.7062 * np.std(diffs, ddof=1) / math.sqrt(2)
+        assert (low, high) == pytest.approx((np.mean(diffs) - half, np.mean(diffs) + half), abs=6e-5)
+    # pooled over the two configurations at lr 0.05, both seeds: the mean of their four differences
+    pooled = np.mean(
+        [
+            runs[d, True, 0.05, s]["test_accuracy"] - runs[d, False, 0.05, s]["test_accuracy"]
+            for d in ((8,), (8, 4))
+            for s in (1, 2)
+        ]
+    )
+    assert float(rows[-1][5]) == pytest.approx(pooled, abs=6e-5)
+    text = (figure_dir / "paired_differences.md").read_text()
+    assert "Left out (2, a diverged or untrained arm): [8] at lr 1e+30, [8, 4] at lr 1e+30." in text
+
+    _, header, rows = read_table(figure_dir / "lr_sweep.md")
+    assert len(rows) == 8 and all(row[3] == "2" for row in rows)
+    assert [row[4] for row in rows] == ["0", "0", "2", "2"] * 2  # diverged counts, per lr 0.05 then 1e30
+    assert all(row[5] == "—" for row in rows if row[2] == "1e+30")
 
 
-def test_plot_results_defaults_to_beside_the_results_file(results_copy, monkeypatch):
-    monkeypatch.setattr(train_mlp_pytorch, "train", refuse_to_train)
-    paths = cbn.plot_results(os.fspath(results_copy))
-    assert sorted(os.listdir(results_copy.parent)) == sorted(["results.json", *FIGURES])
-    assert {os.path.dirname(os.path.abspath(p)) for p in paths} == {os.fspath(results_copy.parent)}
-
-
-def test_one_seed_table_has_no_spread(tmp_path, fake_train):
+def test_default_study_tables_with_fake_runs(tmp_path, fake_train):
+    fake_train.diverge_from = 0.5
+    settings = {**FAKE, "study": "default", "lrs": [0.1, 0.5], "seeds": [4, 5, 6]}
     path = tmp_path / "r.json"
-    cbn.train_models(os.fspath(path), progress=False, **{**STUDY, "seeds": [7]})
-    cbn.plot_results(os.fspath(path))
-    text = (tmp_path / "test_accuracy.md").read_text()
-    _, rows = read_table(tmp_path / "test_accuracy.md")
-    assert len(rows) == 4 and "±" not in text
+    cbn.train_models(os.fspath(path), progress=False, **settings)
+    paths = cbn.plot_results(os.fspath(path))
+    assert sorted(os.path.basename(p) for p in paths) == sorted(cbn.FIGURES["default"])
+    first, header, rows = read_table(tmp_path / "test_accuracy.md")
+    assert "--study" not in first and "--seeds 4 5 6 --lrs 0.1 0.5 --epochs 2" in first
+    assert len(rows) == 8 and [row[-2] for row in rows] == ["0", "0", "3", "3"] * 2
+    assert all("±" in row[4] for row in rows if row[2] == "0.1")
+    for name in ("train_accuracy.png", "val_accuracy.png", "test_accuracy.png", "layer_stats.png"):
+        check_png(tmp_path / name)
+
+
+def test_plot_results_of_an_interrupted_study(monkeypatch, tmp_path):
+    path = tmp_path / "r.json"
+    monkeypatch.setattr(train_mlp_pytorch, "train", FakeTrain(interrupt_on=4))
+    with pytest.raises(KeyboardInterrupt):
+        cbn.train_models(os.fspath(path), progress=False, **FAKE)
+    paths = cbn.plot_results(os.fspath(path))
+    assert sorted(os.path.basename(p) for p in paths) == sorted(cbn.FIGURES["extended"])
+    text = (tmp_path / "paired_differences.md").read_text()
+    assert "(3 of its 16 runs finished so far)" in text and "not trained yet (seed 2)" in text
 
 
 def test_plot_results_refuses_a_file_without_runs(tmp_path):
     path = tmp_path / "r.json"
-    train_common.write_json(path, {"settings": cbn.study_settings(**STUDY), "runs": []})
+    train_common.write_json(path, {"settings": cbn.study_settings(), "runs": []})
     with pytest.raises(ValueError, match=re.escape(os.fspath(path))):
         cbn.plot_results(os.fspath(path), os.fspath(tmp_path / "figures"))
     assert not (tmp_path / "figures").exists()
@@ -413,8 +693,7 @@ def test_plot_results_needs_neither_torch_nor_data(results_copy, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "PLOTTED 4" in proc.stdout
-    assert sorted(os.listdir(work / "figures")) == sorted(FIGURES)
+    assert f"PLOTTED {len(cbn.FIGURES['extended'])}" in proc.stdout
 
 
 # ---------------------------------------------------------------- command line
@@ -426,145 +705,147 @@ def run_cli(args, cwd):
     )
 
 
-def test_command_line_trains_then_plots(data_dir, tmp_path):
-    """The default three architectures, one epoch and one seed: six runs of two batches."""
+def run_main(args, monkeypatch):
+    """compare_batch_norm.main() in this process (so that train() can be a fake), as the command line."""
+    monkeypatch.setattr(sys, "argv", ["compare_batch_norm.py", *args])
+    cbn.main()
+
+
+def test_command_line_trains_then_plots_and_the_tables_command_reruns_it(tmp_path, monkeypatch, capsys):
+    """The default three architectures, two seeds; then the command written at the top of the
+    table, run as it stands, reuses all twelve runs and rewrites identical tables."""
+    fake = FakeTrain()
+    monkeypatch.setattr(train_mlp_pytorch, "train", fake)
+    monkeypatch.chdir(tmp_path)
     results = tmp_path / "out" / "r.json"
-    args = ["--data_dir", data_dir, "--epochs", "1", "--seeds", "1", "--results", os.fspath(results)]
-    proc = run_cli([*args, "--no_progress"], tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stderr == ""
-    assert sorted(os.listdir(results.parent)) == sorted(["r.json", *FIGURES])
+    run_main(
+        ["--data_dir", "somewhere", "--epochs", "1", "--seeds", "1", "2", "--results", "out/r.json"],
+        monkeypatch,
+    )
+    assert len(fake.calls) == 12 and {c[0] for c in fake.calls} == {(128,), (256, 128), (512, 256, 128)}
+    assert sorted(os.listdir(results.parent)) == sorted(["r.json", *cbn.FIGURES["default"]])
     study = strict_json(results.read_text())
-    assert study["settings"] == {
-        "architectures": [[128], [256, 128], [512, 256, 128]],
-        "epochs": 1,
-        "lr": 0.1,
-        "batch_size": 128,
-        "seeds": [1],
-    }
-    assert len(study["runs"]) == 6 and all(len(r["val_accuracy"]) == 1 for r in study["runs"])
+    assert study["settings"] == cbn.study_settings(seeds=[1, 2], epochs=1)
+    assert "results in out/r.json" in capsys.readouterr().out
     assert not (tmp_path / "results").exists(), "wrote to the default results path too"
 
-    # rerun: nothing to train, the results file is kept as it is, the figures are redrawn elsewhere
+    first = (results.parent / "test_accuracy.md").read_text().splitlines()[0]
+    command = re.fullmatch(r"Made by `(python compare_batch_norm\.py [^`]*)`: .*", first).group(1)
+    assert command == "python compare_batch_norm.py --seeds 1 2 --epochs 1 --results out/r.json"
+    assert (results.parent / "paired_differences.md").read_text().splitlines()[0] == first
+    tables = {
+        name: (results.parent / name).read_bytes() for name in ("test_accuracy.md", "paired_differences.md")
+    }
     raw = results.read_bytes()
-    proc = run_cli([*args, "--no_progress", "--figure_dir", "figs"], tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_main(command.split()[2:], monkeypatch)
+    assert len(fake.calls) == 12, "the table's command trained again"
     assert results.read_bytes() == raw
-    assert sorted(os.listdir(tmp_path / "figs")) == sorted(FIGURES)
+    assert {name: (results.parent / name).read_bytes() for name in tables} == tables
+
+
+def test_default_command_line_study(monkeypatch, tmp_path):
+    """Plain `python compare_batch_norm.py`: the seed's six runs, 20 epochs, lr 0.1, batch 128."""
+    fake = FakeTrain()
+    monkeypatch.setattr(train_mlp_pytorch, "train", fake)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CIFAR10_DATA_DIR", "/the/data")
+    run_main([], monkeypatch)
+    assert fake.data_dir == "/the/data"
+    assert sorted(fake.calls) == sorted((tuple(a), bn, 0.1, 42) for a in cbn.ARCHITECTURES for bn in (0, 1))
+    assert (fake.kwargs["batch_norm"], fake.kwargs["device"]) == ("torch", "auto")
+    results = strict_json((tmp_path / "results" / "batch_norm" / "results.json").read_text())
+    assert {(r["epochs"], r["batch_size"]) for r in results["runs"]} == {(20, 128)}
+    first = (tmp_path / "results" / "batch_norm" / "test_accuracy.md").read_text().splitlines()[0]
+    assert (
+        first
+        == "Made by `python compare_batch_norm.py`: 20 epochs, batch size 128, seeds 42; trained on cpu."
+    )
+
+
+def cli(args, monkeypatch, capsys):
+    """The command line in this process, with run_cli's one-line errors: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["compare_batch_norm.py", *args])
+    capsys.readouterr()
+    try:
+        train_common.run_cli(cbn.main, freeze_gc=False)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 BAD_FLAGS = {
     "epochs not a number": ["--epochs", "abc"],
     "unknown flag": ["--bogus"],
     "seeds missing": ["--seeds"],
-    "seeds not numbers": ["--seeds", "1", "x"],
+    "lrs not numbers": ["--lrs", "0.1", "x"],
+    "unknown study": ["--study", "big"],
     "device": ["--device", "tpu"],
+    "plot_only and fresh": ["--plot_only", "--fresh"],
+    "lr zero": ["--lrs", "0"],
+    "duplicate seeds": ["--seeds", "1", "1"],
 }
 
 
 @pytest.mark.parametrize("flags", BAD_FLAGS.values(), ids=BAD_FLAGS.keys())
-def test_bad_flag_is_one_line(flags, tmp_path):
-    proc = run_cli(["--results", os.fspath(tmp_path / "r.json"), *flags], tmp_path)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "error" in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert os.listdir(tmp_path) == []
+def test_bad_flag_is_one_line(flags, tmp_path, monkeypatch, capsys, fake_train):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(["--results", "r.json", *flags], monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "error" in err, err
+    assert os.listdir(tmp_path) == [] and fake_train.calls == []
 
 
-@pytest.mark.parametrize("kind", ["not JSON", "other settings"])
-def test_refused_results_file_on_the_command_line(kind, results_copy, data_dir, tmp_path):
-    if kind == "not JSON":
-        results_copy.write_bytes(b'{"settings": {"epochs": 1}, "runs": [')
-    raw = results_copy.read_bytes()
-    proc = run_cli(
-        ["--data_dir", data_dir, "--epochs", "1", "--results", os.fspath(results_copy), "--no_progress"],
-        tmp_path,
-    )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and os.fspath(results_copy) in proc.stderr
-    assert results_copy.read_bytes() == raw
-    assert sorted(os.listdir(results_copy.parent)) == ["results.json"]
+def test_help_names_the_data_default(monkeypatch, capsys):
+    code, out, _ = cli(["--help"], monkeypatch, capsys)
+    assert code == 0 and "CIFAR10_DATA_DIR" in out and "extended" in out
+
+
+def test_refused_results_file_on_the_command_line(results_copy, monkeypatch, capsys, fake_train):
+    results_copy.write_bytes(b'{"settings": {"epochs": 1}, "runs": [')
+    code, _, err = cli(["--results", os.fspath(results_copy), "--no_progress"], monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and os.fspath(results_copy) in err, err
+    assert sorted(os.listdir(results_copy.parent)) == ["results.json"] and fake_train.calls == []
 
 
 @pytest.mark.parametrize("flag", ["--results", "--figure_dir"])
-def test_unwritable_output_is_refused_before_training(flag, data_dir, tmp_path):
+def test_unwritable_output_is_refused_before_training(flag, tmp_path, monkeypatch, capsys, fake_train):
     (tmp_path / "afile").write_text("a file, not a directory")
     target = os.fspath(tmp_path / "afile" / ("r.json" if flag == "--results" else "figs"))
-    proc = run_cli(["--data_dir", data_dir, "--epochs", "1", flag, target, "--no_progress"], tmp_path)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "afile" in proc.stderr
-    assert sorted(os.listdir(tmp_path)) == ["afile"], "trained or wrote before refusing"
+    code, _, err = cli(["--epochs", "1", flag, target, "--no_progress"], monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "afile" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["afile"] and fake_train.calls == []
 
 
-def test_results_path_that_is_a_directory_is_refused(tmp_path, fake_train):
-    (tmp_path / "r.json").mkdir()
-    with pytest.raises(ValueError, match="directory"):
-        cbn.train_models(os.fspath(tmp_path / "r.json"), fresh=True, epochs=1)
-    assert fake_train.calls == []
+def test_directory_in_place_of_a_figure_is_refused_before_training(tmp_path, monkeypatch, capsys, fake_train):
+    (tmp_path / "figs" / "layer_stats.png").mkdir(parents=True)
+    args = ["--results", os.fspath(tmp_path / "r.json"), "--figure_dir", os.fspath(tmp_path / "figs")]
+    code, _, err = cli(args, monkeypatch, capsys)
+    assert code == 2 and "layer_stats.png" in err and fake_train.calls == []
 
 
-# ---------------------------------------------------------------- known bugs
-
-
-def test_plot_results_of_an_interrupted_study(monkeypatch, tmp_path):
-    path = tmp_path / "r.json"
-    monkeypatch.setattr(train_mlp_pytorch, "train", FakeTrain(interrupt_on=3))
-    with pytest.raises(KeyboardInterrupt):
-        cbn.train_models(os.fspath(path), progress=False, **STUDY)
-    assert len(strict_json(path.read_text())["runs"]) == 2  # both ([8], no batch norm)
-    paths = cbn.plot_results(os.fspath(path))
-    assert sorted(os.path.basename(p) for p in paths) == sorted(FIGURES)
-
-
-@pytest.mark.parametrize("function", ["train_models", "plot_results"])
-def test_malformed_run_entry_is_a_value_error(function, results_copy, real_study, fake_train):
-    study = json.loads(real_study[2])
-    study["runs"][0] = {"hidden_dims": [8]}
-    results_copy.write_text(json.dumps(study))
-    with pytest.raises(ValueError, match=re.escape(os.fspath(results_copy))):
-        if function == "train_models":
-            cbn.train_models(os.fspath(results_copy), progress=False, **STUDY)
-        else:
-            cbn.plot_results(os.fspath(results_copy))
-
-
-def test_duplicate_seeds_are_not_trained_twice(fake_train, tmp_path):
-    path = os.fspath(tmp_path / "r.json")
-    try:
-        cbn.train_models(path, progress=False, **{**STUDY, "seeds": [1, 1]})
-    except ValueError:
-        return  # refusing them is fine too
-    assert len(fake_train.calls) == len(set(fake_train.keys())) == 4
-
-
-def test_results_and_figures_respect_the_umask(fake_train, tmp_path):
-    old = os.umask(0o022)
-    try:
-        path = tmp_path / "r.json"
-        cbn.train_models(os.fspath(path), progress=False, **STUDY)
-        cbn.plot_results(os.fspath(path))
-    finally:
-        os.umask(old)
-    modes = {name: os.stat(tmp_path / name).st_mode & 0o777 for name in ["r.json", *FIGURES]}
-    assert modes == dict.fromkeys(modes, 0o644)
-
-
-def test_plot_only_redraws_without_training(results_copy, tmp_path):
-    """--plot_only takes any finished study, whatever its settings, and trains nothing."""
+def test_plot_only_redraws_without_training(results_copy, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_mlp_pytorch, "train", refuse_to_train)
+    monkeypatch.setattr(cifar10_utils, "get_cifar10", refuse_to_train)
     before = results_copy.read_bytes()
     figures = tmp_path / "figs"
-    no_data = os.fspath(tmp_path / "no_data")  # training would need data from here
-    args = ["--results", os.fspath(results_copy), "--figure_dir", os.fspath(figures), "--data_dir", no_data]
-    proc = run_cli([*args, "--plot_only"], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in figures.iterdir()) == sorted(FIGURES)
+    args = ["--results", os.fspath(results_copy), "--figure_dir", os.fspath(figures), "--plot_only"]
+    code, out, err = cli(args, monkeypatch, capsys)  # the study comes from the file, not --study
+    assert code == 0, err
+    assert sorted(p.name for p in figures.iterdir()) == sorted(cbn.FIGURES["extended"])
     assert results_copy.read_bytes() == before
-    assert not os.path.exists(no_data)
 
 
-def test_plot_only_without_results_is_one_line(tmp_path):
-    proc = run_cli(["--results", os.fspath(tmp_path / "missing.json"), "--plot_only"], tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.count("\n") == 1 and "missing.json" in proc.stderr
+def test_plot_only_without_results_is_one_line(tmp_path, monkeypatch, capsys):
+    code, _, err = cli(
+        ["--results", os.fspath(tmp_path / "missing.json"), "--plot_only"], monkeypatch, capsys
+    )
+    assert code == 2 and err.count("\n") == 1 and "missing.json" in err
+
+
+def test_interrupt_is_one_line_and_keeps_finished_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_mlp_pytorch, "train", FakeTrain(interrupt_on=2))
+    code, _, err = cli(["--results", os.fspath(tmp_path / "r.json"), "--no_progress"], monkeypatch, capsys)
+    assert code == 130 and err.count("\n") == 1 and "interrupted" in err
+    assert len(strict_json((tmp_path / "r.json").read_text())["runs"]) == 1
+    assert sorted(os.listdir(tmp_path)) == ["r.json"], "a lock or temporary file was left behind"

@@ -42,6 +42,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 from tqdm import tqdm
@@ -685,7 +686,7 @@ def paired_table(results, results_filename):
     return "\n".join(lines)
 
 
-def test_table(results, results_filename):
+def accuracy_table(results, results_filename):
     """test_accuracy.md of the default study: one row per architecture x batch norm (at each lr)."""
     settings = results["settings"]
     lines = [
@@ -773,21 +774,13 @@ def _padded(curves, length):
 def _band(ax, x, curves, color, ls, label, marker="o"):
     """Mean over seeds as a line with markers, and a band from the lowest to the highest seed."""
     curves = _padded(curves, len(x))
-    with np.errstate(all="ignore"), _quiet_nan():
+    with warnings.catch_warnings():  # an all-NaN column (every seed diverged) is a gap, not news
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(curves, axis=0)
         low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
     ax.plot(x, mean, color=color, ls=ls, marker=marker, ms=4, label=label)
     if len(curves) > 1:
         ax.fill_between(x, low, high, color=color, alpha=0.15, lw=0)
-
-
-@contextlib.contextmanager
-def _quiet_nan():
-    import warnings
-
-    with warnings.catch_warnings():  # an all-NaN column (every seed diverged) is a gap, not news
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
 
 
 def _style(dims, bn, architectures):
@@ -832,7 +825,7 @@ def curves_figure(runs, settings, key, ylabel, lr):
     return fig
 
 
-def test_dot_figure(runs, settings, lr):
+def accuracy_dot_figure(runs, settings, lr):
     """test_accuracy.png: each seed's test accuracy as a dot, the mean ± one standard deviation."""
     fig = train_common.new_figure(figsize=(8, 4.5))
     ax = fig.subplots()
@@ -1061,8 +1054,8 @@ def plot_results(results_filename, figure_dir=None):
             runs, settings, "train_accuracy", "training accuracy (mean over the epoch's batches)", lr
         )
         figures["val_accuracy.png"] = curves_figure(runs, settings, "val_accuracy", "validation accuracy", lr)
-        figures["test_accuracy.png"] = test_dot_figure(runs, settings, lr)
-        tables["test_accuracy.md"] = test_table(results, results_filename)
+        figures["test_accuracy.png"] = accuracy_dot_figure(runs, settings, lr)
+        tables["test_accuracy.md"] = accuracy_table(results, results_filename)
     else:
         figures["lr_sweep.png"] = lr_sweep_figure(runs, settings)
         figures["val_accuracy.png"] = val_panels_figure(runs, settings)

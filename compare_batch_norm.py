@@ -34,6 +34,7 @@ statistics, and its running statistics are restored afterwards, so the run is un
 statistics are still 0 and 1.) The loss of the first 50 steps is kept step by step.
 """
 
+import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -1082,14 +1083,17 @@ def _bytes_writer(data):
 
 
 def main():
+    paragraphs = __doc__.split("\n\n")  # title, usage, the two studies, how runs are kept, ...
     parser = train_common.OneLineParser(
-        description=__doc__.split("\n\n")[0], epilog="See the module docstring for what is recorded."
+        description=f"{paragraphs[0]}\n\n{paragraphs[2]}",
+        epilog=paragraphs[3],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--study",
         default="default",
         choices=list(STUDIES),
-        help="default: the six-run study; extended: the learning-rate sweep (default: %(default)s)",
+        help="which study to train and draw (default: %(default)s)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds per configuration (default: the study's)")
     parser.add_argument("--lrs", type=float, nargs="+", help="learning rates (default: the study's)")
@@ -1113,7 +1117,9 @@ def main():
     parser.add_argument(
         "--wait", action="store_true", help="wait while another process trains into --results"
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when available"
+    )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args()
     if args.plot_only and args.fresh:

@@ -229,9 +229,9 @@ def numpy_step(model, batches):
     return step
 
 
-def numpy_products(model, batches):
+def numpy_products(model, batches, passes=("forward", "backward")):
     """Only the matrix products one step needs, same shapes and dtype, by the modules' formulas:
-    Y = X W^T, dW = dout^T X, and dX = dout W for every layer but the first."""
+    Y = X W^T (forward), dW = dout^T X and, for every layer but the first, dX = dout W (backward)."""
     rng = np.random.default_rng(1)
     x = batches[0][0].reshape(BATCH, -1)
     weights = [linear.params["weight"] for linear in model.linears]
@@ -240,10 +240,12 @@ def numpy_products(model, batches):
 
     def products():
         for i, (w, a, d) in enumerate(zip(weights, inputs, douts, strict=True)):
-            a @ w.T
-            d.T @ a
-            if i:
-                d @ w
+            if "forward" in passes:
+                a @ w.T
+            if "backward" in passes:
+                d.T @ a
+                if i:
+                    d @ w
 
     return products
 
@@ -266,21 +268,29 @@ def measure_numpy_run(data_dir, data, batches, repeats, out_dir):
 
     Each run is followed by one epoch's worth of the same steps timed in this process (same
     model, batch, dtype), so both halves of a ratio see the machine at nearly the same speed.
-    Returns (median ratio, median wall, median step seconds, max peak RSS bytes).
+    Returns medians of the ratio, the wall time, the run's own epoch times (its log.json:
+    steps, batch cutting and validation) and the step time, and the largest peak RSS.
     """
     steps_per_epoch = len(split_arrays(data["train"])[1]) // BATCH
     step = numpy_step(numpy_model("C"), batches)
     step()
     args = ["train_mlp_numpy.py", "--data_dir", data_dir, "--output_dir", out_dir, "--no_progress"]
-    walls, step_times, peaks, ratios = [], [], [], []
+    figures = {"ratio": [], "wall": [], "epochs": [], "step": [], "peak": []}
     for _ in range(repeats):
         wall, peak = run_process(args)
         t_step = per_call(step, steps_per_epoch, torch.device("cpu"))
-        ratios.append(wall / (EPOCHS * steps_per_epoch * t_step))
-        walls.append(wall)
-        step_times.append(t_step)
-        peaks.append(peak)
-    return statistics.median(ratios), statistics.median(walls), statistics.median(step_times), max(peaks)
+        with open(os.path.join(out_dir, "log.json")) as f:
+            epochs = sum(json.load(f)["logging_info"]["epoch_time"])
+        ratio = wall / (EPOCHS * steps_per_epoch * t_step)
+        for key, value in (
+            ("ratio", ratio),
+            ("wall", wall),
+            ("epochs", epochs),
+            ("step", t_step),
+            ("peak", peak),
+        ):
+            figures[key].append(value)
+    return {key: max(v) if key == "peak" else statistics.median(v) for key, v in figures.items()}
 
 
 # ---------------------------------------------------------------- PyTorch steps
@@ -313,7 +323,7 @@ def torch_step(model, batches):
     return step
 
 
-def torch_products(model, batches, device):
+def torch_products(model, batches, device, passes=("forward", "backward")):
     """The step's matrix products with torch, same shapes and dtype (autograd skips dL/dX of
     the first layer too: the pixels do not require a gradient)."""
     gen = torch.Generator(device).manual_seed(1)
@@ -325,10 +335,12 @@ def torch_products(model, batches, device):
 
     def products():
         for i, (w, a, d) in enumerate(zip(weights, inputs, douts, strict=True)):
-            a @ w.T
-            d.T @ a
-            if i:
-                d @ w
+            if "forward" in passes:
+                a @ w.T
+            if "backward" in passes:
+                d.T @ a
+                if i:
+                    d @ w
 
     return products
 
@@ -406,15 +418,17 @@ def measure_loaders(data, device, repeats):
 
 def study_flops(data, settings):
     """Matrix-product FLOPs of the whole study: every run's training steps, its validation
-    pass after each epoch and its one test pass."""
+    pass after each epoch and its one test pass, for each architecture, with and without batch
+    norm, each learning rate and seed. Left out: batch norm's element-wise work and the layer
+    statistics on 500 images per epoch (about 1 % of the products)."""
     n_train, n_val, n_test = (len(split_arrays(data[s])[1]) for s in ("train", "validation", "test"))
     steps = n_train // settings["batch_size"]
+    runs_per_architecture = 2 * len(settings["lrs"]) * len(settings["seeds"])
     total = 0
     for hidden in settings["architectures"]:
         per_epoch = steps * settings["batch_size"] * training_flops(hidden) + n_val * forward_flops(hidden)
-        total += (
-            2 * len(settings["seeds"]) * (settings["epochs"] * per_epoch + n_test * forward_flops(hidden))
-        )
+        per_run = settings["epochs"] * per_epoch + n_test * forward_flops(hidden)
+        total += runs_per_architecture * per_run
     return total
 
 
@@ -444,49 +458,193 @@ def measure_study(data_dir, data, device, repeats, out_dir, epochs=None):
     return wall / (flops / (rate * 1e9)), wall, flops, rate
 
 
+# ---------------------------------------------------------------- where the time goes (--breakdown)
+
+
+def time_parts(parts, n, repeats, device):
+    """{name: median seconds per call}, the parts timed in turn within each repeat."""
+    for fn in parts.values():
+        fn()
+    times = {name: [] for name in parts}
+    for _ in range(repeats):
+        for name, fn in parts.items():
+            times[name].append(per_call(fn, n, device))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def numpy_step_parts(batches, repeats):
+    """Each piece of one NumPy step timed alone on the values a real step hands it: every
+    layer's forward and backward, the loss, the SGD update, beside the whole step."""
+    model, loss = numpy_model("C"), CrossEntropyModule()
+    x, y = batches[0]
+    inputs, out = [], x.reshape(len(x), -1)
+    for layer in model.layers:
+        inputs.append(out)
+        out = layer.forward(out)
+    douts, d = [], loss.backward(out, y)
+    for i in reversed(range(len(model.layers))):
+        douts.insert(0, d)
+        d = model.layers[i].backward(d, input_grad=False) if i == 0 else model.layers[i].backward(d)
+    parts = {"whole step": numpy_step(numpy_model("C"), batches)}
+    parts["matrix products, forward"] = numpy_products(model, batches, ("forward",))
+    parts["matrix products, backward"] = numpy_products(model, batches, ("backward",))
+    for i, layer in enumerate(model.layers):
+        name = f"layer {i} {type(layer).__name__}"
+        parts[f"{name} forward"] = lambda layer=layer, a=inputs[i]: layer.forward(a)
+        parts[f"{name} backward"] = lambda layer=layer, g=douts[i], first=i == 0: (
+            layer.backward(g, input_grad=False) if first else layer.backward(g)
+        )
+    parts["cross-entropy forward + backward"] = lambda: (loss.forward(out, y), loss.backward(out, y))
+    parts["SGD update"] = lambda: train_mlp_numpy.sgd_step(model, 0.0)  # lr 0: same work, weights kept
+    return time_parts(parts, STEPS_PER_BLOCK, repeats, torch.device("cpu"))
+
+
+def torch_step_parts(batches, device, repeats):
+    """The PyTorch step cut at autograd's seams: forward and loss, then with backward, then the
+    whole step (adding the optimizer), beside its products."""
+    batches = [(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y in batches[:1]]
+    model, loss_module = torch_model(device, "C"), nn.CrossEntropyLoss()
+    x, y = batches[0]
+
+    def forward_backward():
+        model.zero_grad(set_to_none=True)
+        loss_module(model(x), y).backward()
+
+    parts = {
+        "whole step": torch_step(model, batches),
+        "forward + loss": lambda: loss_module(model(x), y),
+        "forward + loss + backward": forward_backward,
+        "matrix products, forward": torch_products(model, batches, device, ("forward",)),
+        "matrix products, backward": torch_products(model, batches, device, ("backward",)),
+    }
+    return time_parts(parts, STEPS_PER_BLOCK, repeats, device)
+
+
+def loader_parts(data, repeats):
+    """Per batch of 128: the NumPy loader's gather and normalisation, the course pipeline's
+    128 per-sample items and its collate."""
+    images, _ = split_arrays(data["train"])
+    rows = np.random.default_rng(0).permutation(len(images))[:BATCH]
+    gathered = images[rows]
+    course = CourseDataset(data["train"])
+    items = [course[int(i)] for i in rows]
+    parts = {
+        "NumPy loader: gather 128 rows": lambda: images[rows],
+        "NumPy loader: normalise them": lambda: cifar10_utils.normalize(gathered),
+        "course pipeline: 128 items": lambda: [course[int(i)] for i in rows],
+        "course pipeline: default collate": lambda: torch.utils.data.default_collate(items),
+    }
+    return time_parts(parts, 10, repeats, torch.device("cpu"))
+
+
+def rss_parts(data_dir):
+    """Peak RSS of a process that only imports the NumPy trainer, and of one that also loads the data."""
+    load = "import sys, train_mlp_numpy, cifar10_utils; cifar10_utils.get_cifar10(sys.argv[1])"
+    return {
+        "imports of train_mlp_numpy": run_process(["-c", "import train_mlp_numpy"])[1],
+        "imports + get_cifar10": run_process(["-c", load, data_dir])[1],
+    }
+
+
+def breakdown_rows(data_dir, data, batches, device, repeats):
+    """(part, figure, share of its whole) rows, context for docs/performance.md."""
+    rows = []
+    for title, parts, unit in (
+        ("NumPy step", numpy_step_parts(batches, repeats), "whole step"),
+        ("PyTorch step", torch_step_parts(batches, device, repeats), "whole step"),
+        ("data pipelines, per batch", loader_parts(data, repeats), None),
+    ):
+        whole = parts.get(unit)
+        for name, seconds in parts.items():
+            share = f"{seconds / whole:.0%}" if whole else ""
+            rows.append((f"{title}: {name}", f"{seconds * 1e3:.3f} ms", share))
+    data_bytes = dataset_bytes(data)
+    for name, peak in rss_parts(data_dir).items():
+        rows.append((f"peak RSS: {name}", f"{peak / 2**20:.0f} MB", f"{peak / data_bytes:.2f} x data"))
+    return rows
+
+
 # ---------------------------------------------------------------- report
 
 
-def run_all(data_dir, device, repeats, study=False, study_epochs=None):
-    """Every measurement; returns (results dict for --json, table rows (key, value, context))."""
-    data = cifar10_utils.get_cifar10(data_dir)
-    batches = host_batches(data)
-    results, context = {"device": describe_device(device)}, {}
-    # NumPy first: no torch work has run yet, so no idle OpenMP thread competes with OpenBLAS
+def note(message):
+    """Progress on stderr: a full run takes minutes (an hour on a loaded machine)."""
+    print(f"benchmark: {message}", file=sys.stderr, flush=True)
+
+
+def numpy_figures(data_dir, data, batches, repeats, results, context):
+    note("NumPy step against its products, and the weights' two layouts")
     results["numpy_gemm_gflops"] = gemm_gflops(torch.device("cpu"), repeats, xp="numpy")
     steps, layout = measure_numpy_steps(batches, repeats)
     results["numpy_step_vs_matmuls"] = steps.ratio
     context["numpy_step_vs_matmuls"] = f"step {steps.a * 1e3:.2f} ms, products {steps.b * 1e3:.2f} ms"
     results["numpy_step_colmajor_vs_rowmajor"] = layout.ratio
     context["numpy_step_colmajor_vs_rowmajor"] = f"{layout.a * 1e3:.2f} / {layout.b * 1e3:.2f} ms"
+    note(f"the default NumPy run end to end ({repeats} runs)")
     with tempfile.TemporaryDirectory() as out_dir:
-        ratio, wall, t_step, peak = measure_numpy_run(data_dir, data, batches, repeats, out_dir)
-    results["numpy_run_vs_steps"] = ratio
-    context["numpy_run_vs_steps"] = f"run {wall:.2f} s, step {t_step * 1e3:.2f} ms"
-    results["numpy_run_peak_rss_vs_data"] = peak / dataset_bytes(data)
-    context["numpy_run_peak_rss_vs_data"] = f"{peak / 2**20:.0f} MB / {dataset_bytes(data) / 2**20:.0f} MB"
+        run = measure_numpy_run(data_dir, data, batches, repeats, out_dir)
+    results["numpy_run_vs_steps"] = run["ratio"]
+    context["numpy_run_vs_steps"] = (
+        f"run {run['wall']:.2f} s, its epochs {run['epochs']:.2f} s, step {run['step'] * 1e3:.2f} ms"
+    )
+    results["numpy_run_peak_rss_vs_data"] = run["peak"] / dataset_bytes(data)
+    context["numpy_run_peak_rss_vs_data"] = (
+        f"{run['peak'] / 2**20:.0f} MB / {dataset_bytes(data) / 2**20:.0f} MB"
+    )
 
+
+def torch_figures(batches, device, repeats, results, context):
+    note(f"PyTorch step on {device.type} against its products, and the weights' two layouts")
     results["gemm_gflops"] = gemm_gflops(device, repeats)
-    context["gemm_gflops"] = f"torch on {device.type}; NumPy {results['numpy_gemm_gflops']:.1f}"
+    context["gemm_gflops"] = f"torch on {device.type}"
     steps, layout = measure_torch_steps(batches, device, repeats)
     results["torch_step_vs_matmuls"] = steps.ratio
     context["torch_step_vs_matmuls"] = f"step {steps.a * 1e3:.2f} ms, products {steps.b * 1e3:.2f} ms"
     results["torch_step_colmajor_vs_rowmajor"] = layout.ratio
     context["torch_step_colmajor_vs_rowmajor"] = f"{layout.a * 1e3:.2f} / {layout.b * 1e3:.2f} ms"
+
+
+def loader_figures(data, device, repeats, results, context):
+    note("data pipelines")
     host, on_device = measure_loaders(data, device, repeats)
     results["loader_speedup_numpy"] = host.ratio
     results["loader_speedup_device"] = on_device.ratio
     results["loader_speedup_vs_course_pipeline"] = min(host.ratio, on_device.ratio)
     per_image = 1e6 / (LOADER_BATCHES * BATCH)
-    context["loader_speedup_vs_course_pipeline"] = (
-        f"course {host.a * per_image:.2f} us/image, NumPy loader {host.b * per_image:.3f}, "
-        f"device loader {on_device.b * per_image:.3f}"
+    context["loader_speedup_numpy"] = (
+        f"course {host.a * per_image:.2f} us/image, loader {host.b * per_image:.3f}"
     )
+    context["loader_speedup_device"] = (
+        f"course {on_device.a * per_image:.2f} us/image, loader {on_device.b * per_image:.3f}"
+    )
+
+
+def study_figures(data_dir, data, device, repeats, results, context, epochs=None):
+    note("the six-run batch-norm study (minutes)")
+    with tempfile.TemporaryDirectory() as out_dir:
+        ratio, wall, flops, rate = measure_study(data_dir, data, device, repeats, out_dir, epochs)
+    results["study_vs_flop_bound"] = ratio
+    context["study_vs_flop_bound"] = f"{wall:.0f} s for {flops / 1e12:.1f} TFLOP at {rate:.0f} GFLOP/s"
+
+
+def run_all(data_dir, device, repeats, study=False, study_epochs=None):
+    """Every measurement: (results for --json, {key: context text for the table})."""
+    load_start = os.getloadavg()[0]
+    data = cifar10_utils.get_cifar10(data_dir)
+    batches = host_batches(data)
+    results, context = {"device": describe_device(device)}, {}
+    # NumPy first: no torch work has run yet, so no idle OpenMP thread competes with OpenBLAS
+    numpy_figures(data_dir, data, batches, repeats, results, context)
+    torch_figures(batches, device, repeats, results, context)
+    loader_figures(data, device, repeats, results, context)
     if study:
-        with tempfile.TemporaryDirectory() as out_dir:
-            ratio, wall, flops, rate = measure_study(data_dir, data, device, repeats, out_dir, study_epochs)
-        results["study_vs_flop_bound"] = ratio
-        context["study_vs_flop_bound"] = f"{wall:.0f} s for {flops / 1e12:.1f} TFLOP at {rate:.0f} GFLOP/s"
+        study_figures(data_dir, data, device, repeats, results, context, study_epochs)
+    load_end = os.getloadavg()[0]
+    # on a shared machine, the other processes' load is part of every figure
+    results["load_average_1min"] = max(load_start, load_end)
+    context["load_average_1min"] = (
+        f"at start {load_start:.1f}, at end {load_end:.1f}, {available_cores()} cores"
+    )
     return results, context
 
 
@@ -503,6 +661,7 @@ ROW_ORDER = [
     "torch_step_colmajor_vs_rowmajor",
     "gemm_gflops",
     "numpy_gemm_gflops",
+    "load_average_1min",
 ]
 
 
@@ -522,17 +681,24 @@ def table_rows(results, context):
     return rows
 
 
-def print_table(rows, device, repeats, markdown=False):
-    header = ("key", f"median of {repeats}", "target", "met", "parts (context only)")
+def print_table(header, rows, markdown=False):
     if markdown:
-        print(f"Measured on {device}.\n")
         for row in [header, ("---",) * len(header), *rows]:
             print("| " + " | ".join(row) + " |")
         return
-    print(f"device: {device}")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def print_report(results, context, repeats, breakdown=None, markdown=False):
+    """The figures' table, then (with --breakdown) where the time goes; the same as Markdown."""
+    print(f"Measured on {results['device']}; medians over {repeats} repeats.\n")
+    header = ("key", "measured", "target", "met", "parts (context only)")
+    print_table(header, table_rows(results, context), markdown)
+    if breakdown:
+        print()
+        print_table(("part", "median", "share"), breakdown, markdown)
 
 
 def parse_args(argv=None):
@@ -542,7 +708,10 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device of the torch parts")
     parser.add_argument("--repeats", default=5, type=int, help="pairs of timings behind each median")
     parser.add_argument("--study", action="store_true", help="also time the six-run study (minutes)")
-    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown rows")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time the parts of each step and pipeline"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown rows")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -553,10 +722,19 @@ def parse_args(argv=None):
 
 def main(argv=None, study_epochs=None):
     args = parse_args(argv)
+    data_dir, device = os.path.abspath(args.data_dir), torch.device(args.device)
+    threads = torch.get_num_threads()
     torch.set_num_threads(available_cores())  # as the PyTorch trainer does
-    device = torch.device(args.device)
-    results, context = run_all(os.path.abspath(args.data_dir), device, args.repeats, args.study, study_epochs)
-    print_table(table_rows(results, context), results["device"], args.repeats, args.markdown)
+    try:
+        results, context = run_all(data_dir, device, args.repeats, args.study, study_epochs)
+        breakdown = None
+        if args.breakdown:
+            note("where the time goes")
+            data = cifar10_utils.get_cifar10(data_dir)
+            breakdown = breakdown_rows(data_dir, data, host_batches(data), device, args.repeats)
+    finally:
+        torch.set_num_threads(threads)
+    print_report(results, context, args.repeats, breakdown, args.markdown)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -42,7 +42,7 @@ def test_every_key_is_a_finite_number_and_the_table_prints(fake_dir, tmp_path, c
     for name, value in (("STEPS_PER_BLOCK", 2), ("LOADER_BATCHES", 2), ("GEMM_SIZE", {"cpu": 256})):
         monkeypatch.setattr(benchmark, name, value)  # a quick run: these figures are not read
     out = tmp_path / "bench.json"
-    benchmark.main(["--data_dir", fake_dir, "--json", os.fspath(out), "--repeats", "1"])
+    benchmark.main(["--data_dir", fake_dir, "--json", os.fspath(out), "--repeats", "1", "--breakdown"])
     results = json.loads(out.read_text())
     assert REQUIRED_KEYS - {"study_vs_flop_bound"} <= results.keys()  # the study: the next test
     assert isinstance(results["device"], str) and results["device"].startswith("cpu")
@@ -55,6 +55,8 @@ def test_every_key_is_a_finite_number_and_the_table_prints(fake_dir, tmp_path, c
     printed = capsys.readouterr().out
     for key in results:
         assert key in printed
+    for part in ("NumPy step: SGD update", "PyTorch step: forward + loss", "peak RSS: imports + get_cifar10"):
+        assert part in printed
 
 
 def test_study_ratio_is_wall_time_over_flops_at_the_gemm_rate(fake_dir, tmp_path, monkeypatch):
@@ -79,12 +81,12 @@ def test_study_ratio_is_wall_time_over_flops_at_the_gemm_rate(fake_dir, tmp_path
 
 def test_markdown_rows_carry_value_target_and_verdict(capsys):
     results = {"device": "cpu: test", "numpy_step_vs_matmuls": 1.5, "loader_speedup_vs_course_pipeline": 25.0}
-    rows = benchmark.table_rows(results, {"numpy_step_vs_matmuls": "parts"})
-    benchmark.print_table(rows, results["device"], 3, markdown=True)
+    benchmark.print_report(results, {"numpy_step_vs_matmuls": "parts"}, 3, [("a part", "1 ms", "10%")], True)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "Measured on cpu: test."
+    assert lines[0] == "Measured on cpu: test; medians over 3 repeats."
     assert "| numpy_step_vs_matmuls | 1.5 | ≤ 1.25 | no | parts |" in lines
     assert "| loader_speedup_vs_course_pipeline | 25 | ≥ 20 | yes |  |" in lines
+    assert "| a part | 1 ms | 10% |" in lines
 
 
 def test_study_flops_count_every_product_by_hand():
@@ -93,11 +95,13 @@ def test_study_flops_count_every_product_by_hand():
         name: type("Split", (), {"images": np.zeros((n, 1), np.uint8), "labels": np.zeros(n, np.int64)})()
         for name, n in (("train", 500), ("validation", 5000), ("test", 100))
     }
-    settings = {"architectures": [[128]], "epochs": 1, "batch_size": 128, "seeds": [42]}
+    settings = {"architectures": [[128]], "epochs": 1, "batch_size": 128, "seeds": [42], "lrs": [0.1]}
     forward = 2 * (3072 * 128 + 128 * 10)  # per sample: X W1^T and H W2^T
     train = 2 * forward + 2 * 128 * 10  # + dW of both layers + dX of the second only
     expected = 2 * (3 * 128 * train + 5000 * forward + 100 * forward)  # with and without batch norm
     assert benchmark.study_flops(splits, settings) == expected
+    settings.update(seeds=[42, 43], lrs=[0.1, 0.3, 1.0])
+    assert benchmark.study_flops(splits, settings) == 6 * expected
 
 
 def test_layouts_hold_the_same_values():

@@ -38,8 +38,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The default run of SPEC.md: both trainers' command-line defaults.
 HIDDEN, LR, BATCH, EPOCHS = [128], 0.1, 128, 10
-STEPS_PER_BLOCK = 100  # training steps (or their products) per timed block, 0.1 to 0.3 s on a 2-core CPU
-LOADER_BATCHES = 50  # batches per timed pass of a data pipeline
+# A ratio is the median over many short pairs of blocks: on a loaded machine the speed changes
+# within a second, and short alternating blocks see the same conditions more often than long ones.
+STEPS_PER_BLOCK = 10  # training steps (or their products) per timed block
+PAIRS_PER_REPEAT = 10  # so each --repeats adds 10 pairs of blocks to a step ratio
+LOADER_BATCHES = 20  # batches per timed pass of a data pipeline
 POOL = 16  # distinct batches the step loops cycle through (25 MB of float32 images)
 GEMM_SIZE = {"cpu": 2048, "cuda": 4096}  # square matrices large enough for the best rate
 
@@ -62,7 +65,7 @@ TARGETS = {
 
 @dataclass
 class Pair:
-    """Median over repeats of time(a) / time(b), and the median seconds per call of each."""
+    """Median over pairs of time(a) / time(b), and the median seconds per call of each."""
 
     ratio: float
     a: float
@@ -87,12 +90,12 @@ def per_call(fn, n, device):
     return (time.perf_counter() - start) / n
 
 
-def paired(fn_a, fn_b, n, repeats, device):
+def paired(fn_a, fn_b, n, pairs, device):
     """time(fn_a) / time(fn_b), each timed over n calls, back to back in alternating order
-    (so that a change of the machine's speed hits both alike), median over the repeats."""
+    (so that a change of the machine's speed hits both alike), median over the pairs."""
     fn_a(), fn_b()  # warm-up: first-call costs (allocation, lazy imports) are not what we time
     ratios, times_a, times_b = [], [], []
-    for r in range(repeats):
+    for r in range(pairs):
         if r % 2:
             b, a = per_call(fn_b, n, device), per_call(fn_a, n, device)
         else:
@@ -141,11 +144,11 @@ def describe_device(device):
             model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"cpu: {model}, {available_cores()} cores"
+    return f"cpu: {model}, {available_cores()} cores, {torch.get_num_threads()} torch threads"
 
 
 def available_cores():
-    """The cores this process may run on, the thread count the PyTorch trainer uses."""
+    """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -231,14 +234,16 @@ def numpy_step(model, batches):
 
 def numpy_products(model, batches, passes=("forward", "backward")):
     """Only the matrix products one step needs, same shapes and dtype, by the modules' formulas:
-    Y = X W^T (forward), dW = dout^T X and, for every layer but the first, dX = dout W (backward)."""
+    Y = X W^T (forward), dW = dout^T X and, for every layer but the first, dX = dout W (backward).
+    The first layer's X cycles through the step's batches, so it comes from memory as in a step."""
     rng = np.random.default_rng(1)
-    x = batches[0][0].reshape(BATCH, -1)
+    pool = itertools.cycle([x.reshape(BATCH, -1) for x, _ in batches])
     weights = [linear.params["weight"] for linear in model.linears]
-    inputs = [x] + [rng.standard_normal((BATCH, m), dtype=np.float32) for m, _ in layer_sizes(HIDDEN)[1:]]
+    hidden = [rng.standard_normal((BATCH, m), dtype=np.float32) for m, _ in layer_sizes(HIDDEN)[1:]]
     douts = [rng.standard_normal((BATCH, n), dtype=np.float32) for _, n in layer_sizes(HIDDEN)]
 
     def products():
+        inputs = [next(pool), *hidden]
         for i, (w, a, d) in enumerate(zip(weights, inputs, douts, strict=True)):
             if "forward" in passes:
                 a @ w.T
@@ -255,8 +260,9 @@ def measure_numpy_steps(batches, repeats):
     cpu = torch.device("cpu")
     row_major = numpy_model("C")
     step = numpy_step(row_major, batches)
-    vs_products = paired(step, numpy_products(row_major, batches), STEPS_PER_BLOCK, repeats, cpu)
-    layout = paired(numpy_step(numpy_model("F"), batches), step, STEPS_PER_BLOCK, repeats, cpu)
+    pairs = repeats * PAIRS_PER_REPEAT
+    vs_products = paired(step, numpy_products(row_major, batches), STEPS_PER_BLOCK, pairs, cpu)
+    layout = paired(numpy_step(numpy_model("F"), batches), step, STEPS_PER_BLOCK, pairs, cpu)
     return vs_products, layout
 
 
@@ -324,16 +330,18 @@ def torch_step(model, batches):
 
 
 def torch_products(model, batches, device, passes=("forward", "backward")):
-    """The step's matrix products with torch, same shapes and dtype (autograd skips dL/dX of
-    the first layer too: the pixels do not require a gradient)."""
+    """The step's matrix products with torch, same shapes and dtype, the first layer's X cycling
+    through the step's batches (autograd skips dL/dX of the first layer too: the pixels do not
+    require a gradient)."""
     gen = torch.Generator(device).manual_seed(1)
-    x = batches[0][0].reshape(BATCH, -1)
+    pool = itertools.cycle([x.reshape(BATCH, -1) for x, _ in batches])
     weights = [linear.weight.detach() for linear in model.linears()]
     sizes = layer_sizes(HIDDEN)
-    inputs = [x] + [torch.randn(BATCH, m, device=device, generator=gen) for m, _ in sizes[1:]]
+    hidden = [torch.randn(BATCH, m, device=device, generator=gen) for m, _ in sizes[1:]]
     douts = [torch.randn(BATCH, n, device=device, generator=gen) for _, n in sizes]
 
     def products():
+        inputs = [next(pool), *hidden]
         for i, (w, a, d) in enumerate(zip(weights, inputs, douts, strict=True)):
             if "forward" in passes:
                 a @ w.T
@@ -350,8 +358,9 @@ def measure_torch_steps(batches, device, repeats):
     batches = [(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for x, y in batches]
     row_major = torch_model(device, "C")
     step = torch_step(row_major, batches)
-    vs_products = paired(step, torch_products(row_major, batches, device), STEPS_PER_BLOCK, repeats, device)
-    layout = paired(torch_step(torch_model(device, "F"), batches), step, STEPS_PER_BLOCK, repeats, device)
+    pairs = repeats * PAIRS_PER_REPEAT
+    vs_products = paired(step, torch_products(row_major, batches, device), STEPS_PER_BLOCK, pairs, device)
+    layout = paired(torch_step(torch_model(device, "F"), batches), step, STEPS_PER_BLOCK, pairs, device)
     return vs_products, layout
 
 
@@ -399,17 +408,11 @@ def measure_loaders(data, device, repeats):
     )
     host = cifar10_utils.get_dataloader(data, BATCH, return_numpy=True, seed=0)["train"]
     on_device = cifar10_utils.get_device_loaders(data, BATCH, device, seed=0)["train"]
-    cpu = torch.device("cpu")
-    numpy_pair = paired(
-        pipeline_pass(lambda: iter(course), cpu), pipeline_pass(lambda: iter(host), cpu), 1, repeats, cpu
-    )
-    device_pair = paired(
-        pipeline_pass(lambda: iter(course), device, to_device=True),
-        pipeline_pass(lambda: iter(on_device), device),
-        1,
-        repeats,
-        device,
-    )
+    cpu, pairs = torch.device("cpu"), repeats * PAIRS_PER_REPEAT
+    course_pass = pipeline_pass(lambda: iter(course), cpu)
+    numpy_pair = paired(course_pass, pipeline_pass(lambda: iter(host), cpu), 1, pairs, cpu)
+    course_to_device = pipeline_pass(lambda: iter(course), device, to_device=True)
+    device_pair = paired(course_to_device, pipeline_pass(lambda: iter(on_device), device), 1, pairs, device)
     return numpy_pair, device_pair
 
 
@@ -461,12 +464,12 @@ def measure_study(data_dir, data, device, repeats, out_dir, epochs=None):
 # ---------------------------------------------------------------- where the time goes (--breakdown)
 
 
-def time_parts(parts, n, repeats, device):
-    """{name: median seconds per call}, the parts timed in turn within each repeat."""
+def time_parts(parts, n, rounds, device):
+    """{name: median seconds per call}, each part timed over n calls in turn, in every round."""
     for fn in parts.values():
         fn()
     times = {name: [] for name in parts}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, fn in parts.items():
             times[name].append(per_call(fn, n, device))
     return {name: statistics.median(t) for name, t in times.items()}
@@ -496,7 +499,7 @@ def numpy_step_parts(batches, repeats):
         )
     parts["cross-entropy forward + backward"] = lambda: (loss.forward(out, y), loss.backward(out, y))
     parts["SGD update"] = lambda: train_mlp_numpy.sgd_step(model, 0.0)  # lr 0: same work, weights kept
-    return time_parts(parts, STEPS_PER_BLOCK, repeats, torch.device("cpu"))
+    return time_parts(parts, STEPS_PER_BLOCK, repeats * PAIRS_PER_REPEAT, torch.device("cpu"))
 
 
 def torch_step_parts(batches, device, repeats):
@@ -517,7 +520,7 @@ def torch_step_parts(batches, device, repeats):
         "matrix products, forward": torch_products(model, batches, device, ("forward",)),
         "matrix products, backward": torch_products(model, batches, device, ("backward",)),
     }
-    return time_parts(parts, STEPS_PER_BLOCK, repeats, device)
+    return time_parts(parts, STEPS_PER_BLOCK, repeats * PAIRS_PER_REPEAT, device)
 
 
 def loader_parts(data, repeats):
@@ -534,7 +537,7 @@ def loader_parts(data, repeats):
         "course pipeline: 128 items": lambda: [course[int(i)] for i in rows],
         "course pipeline: default collate": lambda: torch.utils.data.default_collate(items),
     }
-    return time_parts(parts, 10, repeats, torch.device("cpu"))
+    return time_parts(parts, 10, repeats * PAIRS_PER_REPEAT, torch.device("cpu"))
 
 
 def rss_parts(data_dir):
@@ -722,18 +725,15 @@ def parse_args(argv=None):
 
 def main(argv=None, study_epochs=None):
     args = parse_args(argv)
+    # torch keeps its own thread count (the cores this process may use, or OMP_NUM_THREADS), as the
+    # PyTorch trainer does
     data_dir, device = os.path.abspath(args.data_dir), torch.device(args.device)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(available_cores())  # as the PyTorch trainer does
-    try:
-        results, context = run_all(data_dir, device, args.repeats, args.study, study_epochs)
-        breakdown = None
-        if args.breakdown:
-            note("where the time goes")
-            data = cifar10_utils.get_cifar10(data_dir)
-            breakdown = breakdown_rows(data_dir, data, host_batches(data), device, args.repeats)
-    finally:
-        torch.set_num_threads(threads)
+    results, context = run_all(data_dir, device, args.repeats, args.study, study_epochs)
+    breakdown = None
+    if args.breakdown:
+        note("where the time goes")
+        data = cifar10_utils.get_cifar10(data_dir)
+        breakdown = breakdown_rows(data_dir, data, host_batches(data), device, args.repeats)
     print_report(results, context, args.repeats, breakdown, args.markdown)
     if args.json:
         with open(args.json, "w") as f:

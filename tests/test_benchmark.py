@@ -39,7 +39,8 @@ def fake_dir(tmp_path_factory):
 
 
 def test_every_key_is_a_finite_number_and_the_table_prints(fake_dir, tmp_path, capsys, monkeypatch):
-    for name, value in (("STEPS_PER_BLOCK", 2), ("LOADER_BATCHES", 2), ("GEMM_SIZE", {"cpu": 256})):
+    quick = {"STEPS_PER_BLOCK": 2, "PAIRS_PER_REPEAT": 1, "LOADER_BATCHES": 2, "GEMM_SIZE": {"cpu": 256}}
+    for name, value in quick.items():
         monkeypatch.setattr(benchmark, name, value)  # a quick run: these figures are not read
     out = tmp_path / "bench.json"
     benchmark.main(["--data_dir", fake_dir, "--json", os.fspath(out), "--repeats", "1", "--breakdown"])

@@ -264,9 +264,8 @@ def test_layer_statistics_by_hand():
     model = mlp_pytorch.MLP(6, [5, 4], 3, use_batch_norm=True)
     x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
     with torch.no_grad():
-        model.layers[0].weight[0] = -10.0  # unit 0 of layer 1: negative for every sample after BN?
-        model.layers[1].bias[0] = -5.0  # beta -5: batch-norm output < 0 for every image: a dead ReLU
-        model.layers[1].running_mean += 0.3
+        model.layers[1].bias[0] = -5.0  # beta -5: unit 0's normalised input < 0 for every image, a dead ReLU
+        model.layers[1].running_mean += 0.3  # not used in train mode, and left as it was
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     model.eval()
     stats = cbn.layer_statistics(model, x, y)
@@ -275,7 +274,7 @@ def test_layer_statistics_by_hand():
         assert torch.equal(v, buffers[k]), f"{k} changed"
     assert all(p.grad is None for p in model.parameters()), ".grad was written"
 
-    # the same by hand, in train mode with a copy of the model
+    # the same by hand, in train mode (batch statistics), after the checks above
     model.train()
     z1 = model.layers[0](x)
     a1 = model.layers[1](z1)

@@ -385,12 +385,20 @@ class CourseDataset(torch.utils.data.Dataset):
         return (x - self.mean) / self.std, int(self.labels[i])
 
 
-def pipeline_pass(make_iter, device, to_device=False):
-    """A function drawing LOADER_BATCHES shuffled batches of 128 from a fresh pass."""
+def endless(loader):
+    """The loader's batches epoch after epoch, as a trainer draws them: each epoch's set-up
+    (a new permutation) is paid once per epoch, not once per timed block."""
+    while True:
+        yield from loader
+
+
+def draw_batches(loader, device, to_device=False):
+    """A function drawing the next LOADER_BATCHES shuffled batches of 128 from the loader."""
+    batches = endless(loader)
 
     def draw():
-        for x, y in itertools.islice(make_iter(), LOADER_BATCHES):
-            if to_device:  # where the trainer copies each batch to its device
+        for x, y in itertools.islice(batches, LOADER_BATCHES):
+            if to_device:  # where a trainer copies each batch to its device
                 x, y = x.to(device), y.to(device)
 
     return draw
@@ -409,10 +417,9 @@ def measure_loaders(data, device, repeats):
     host = cifar10_utils.get_dataloader(data, BATCH, return_numpy=True, seed=0)["train"]
     on_device = cifar10_utils.get_device_loaders(data, BATCH, device, seed=0)["train"]
     cpu, pairs = torch.device("cpu"), repeats * PAIRS_PER_REPEAT
-    course_pass = pipeline_pass(lambda: iter(course), cpu)
-    numpy_pair = paired(course_pass, pipeline_pass(lambda: iter(host), cpu), 1, pairs, cpu)
-    course_to_device = pipeline_pass(lambda: iter(course), device, to_device=True)
-    device_pair = paired(course_to_device, pipeline_pass(lambda: iter(on_device), device), 1, pairs, device)
+    numpy_pair = paired(draw_batches(course, cpu), draw_batches(host, cpu), 1, pairs, cpu)
+    course_to_device = draw_batches(course, device, to_device=True)
+    device_pair = paired(course_to_device, draw_batches(on_device, device), 1, pairs, device)
     return numpy_pair, device_pair
 
 
@@ -563,7 +570,7 @@ def breakdown_rows(data_dir, data, batches, device, repeats):
             rows.append((f"{title}: {name}", f"{seconds * 1e3:.3f} ms", share))
     data_bytes = dataset_bytes(data)
     for name, peak in rss_parts(data_dir).items():
-        rows.append((f"peak RSS: {name}", f"{peak / 2**20:.0f} MB", f"{peak / data_bytes:.2f} x data"))
+        rows.append((f"peak RSS: {name}", f"{peak / 1e6:.0f} MB", f"{peak / data_bytes:.2f} x data"))
     return rows
 
 
@@ -591,9 +598,7 @@ def numpy_figures(data_dir, data, batches, repeats, results, context):
         f"run {run['wall']:.2f} s, its epochs {run['epochs']:.2f} s, step {run['step'] * 1e3:.2f} ms"
     )
     results["numpy_run_peak_rss_vs_data"] = run["peak"] / dataset_bytes(data)
-    context["numpy_run_peak_rss_vs_data"] = (
-        f"{run['peak'] / 2**20:.0f} MB / {dataset_bytes(data) / 2**20:.0f} MB"
-    )
+    context["numpy_run_peak_rss_vs_data"] = f"{run['peak'] / 1e6:.0f} MB / {dataset_bytes(data) / 1e6:.0f} MB"
 
 
 def torch_figures(batches, device, repeats, results, context):

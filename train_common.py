@@ -453,9 +453,9 @@ def save_run(output_dir, args, logging_info, test_accuracy, write_model, model_n
 def run_cli(main, freeze_gc=True):
     """Run main(); bad input or an interrupt is one line on stderr and a non-zero exit.
 
-    Exit codes: 0 done; 2 bad input, unusable data or a failed save (ValueError, including
-    SaveError, and CIFAR10Error); 3 the run diverged (main() raises Diverged after saving,
-    see raise_if_diverged); 130 interrupted.
+    Exit codes: 0 done; 2 bad input, unusable data, a failed save (ValueError, including
+    SaveError, and CIFAR10Error) or memory that ran out (MemoryError, CUDA's too); 3 the run
+    diverged (main() raises Diverged after saving, see raise_if_diverged); 130 interrupted.
 
     freeze_gc: the script owns the process (see below); False where main() runs inside
     another program, such as the tests.
@@ -470,6 +470,8 @@ def run_cli(main, freeze_gc=True):
         main()
     except (ValueError, CIFAR10Error) as e:
         _fail(prog, e, 2)
+    except _out_of_memory_errors() as e:
+        _fail(prog, out_of_memory_message(e), 2)
     except Diverged as e:
         _fail(prog, e, EXIT_DIVERGED)
     except KeyboardInterrupt:
@@ -479,6 +481,24 @@ def run_cli(main, freeze_gc=True):
         # object again (0.7 to 1 s with torch); frozen ones are skipped, and the memory goes
         # back to the system with the process.
         gc.freeze()
+
+
+def _out_of_memory_errors():
+    """MemoryError, and torch's CUDA out-of-memory error once torch is imported (a RuntimeError,
+    not a MemoryError). Looked up when an exception is being matched, so train_common itself
+    never imports torch."""
+    torch = sys.modules.get("torch")
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)  # None without torch
+    return (MemoryError,) if oom is None else (MemoryError, oom)
+
+
+def out_of_memory_message(error):
+    """One line for an allocation that failed although check_hyperparameters let the sizes pass
+    (its bound is a lower one, and a limit such as `ulimit -v` or the GPU's memory is not in
+    it). NumPy's message is one sentence; torch's CUDA message goes on for several, of which
+    the first two say what failed."""
+    reason = ". ".join(" ".join(str(error).split()).split(". ")[:2])
+    return f"out of memory ({reason or type(error).__name__}): use smaller --hidden_dims or --batch_size"
 
 
 def exit_interrupted():

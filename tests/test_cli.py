@@ -160,6 +160,33 @@ def test_refused_before_training(tmp_path, all_started):
             assert os.listdir(out) == [MODEL_FILE[script]]  # the directory in the way, and nothing else
 
 
+def test_memory_that_runs_out_despite_the_check_is_one_line_exit_2(data_dir, tmp_path):
+    """Under `ulimit -v` (common on shared clusters) the memory check sees the machine's free memory,
+    lets a [200000] network pass, and the first weight matrix (4.6 GB in float64) cannot be
+    allocated: one line and exit 2, not a MemoryError traceback. NumPy trainer only: importing
+    torch under a 3 GB address-space limit is not this test's business."""
+    resource = pytest.importorskip("resource")
+
+    def limit_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    out = tmp_path / "out"
+    args = [*tiny_args(out, data_dir=data_dir), "--hidden_dims", "200000"]
+    proc = subprocess.Popen(
+        [sys.executable, NUMPY, *args],
+        cwd=REPO_ROOT,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit_address_space,
+    )
+    code, stdout, stderr = finish(proc, timeout=120)
+    assert code == 2, stderr
+    one_error_line(stderr, NUMPY, "out of memory")
+    assert "--hidden_dims" in stderr and not out.exists()
+
+
 # ---------------------------------------------------------------- divergence
 
 

@@ -705,6 +705,34 @@ def test_run_cli_interrupt_is_one_line_exit_130(capsys):
     assert err.count("\n") == 1 and err.endswith("error: interrupted (no file is left half-written)\n"), err
 
 
+@pytest.mark.parametrize("kind", ["numpy", "cuda"])
+def test_run_cli_out_of_memory_is_one_line_exit_2(kind, capsys):
+    """Memory that runs out although check_hyperparameters let the sizes pass (its bound is a lower
+    one, and knows no `ulimit -v` or GPU limit): one line, exit 2, not a MemoryError traceback."""
+    if kind == "numpy":
+        error = MemoryError(
+            "Unable to allocate 4.58 GiB for an array with shape (200000, 3072) and data type float64"
+        )
+        reason = str(error)
+    else:
+        torch = pytest.importorskip("torch")
+        error = torch.cuda.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 139.72 GiB of "
+            "which 1.2 GiB is free. Including non-PyTorch memory, this process has 138.5 GiB memory in use.\n"
+            "If reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF"
+        )
+        reason = "CUDA out of memory. Tried to allocate 2.00 GiB"
+
+    def main():
+        raise error
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_common.run_cli(main, freeze_gc=False)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: out of memory ({reason}): use smaller --hidden_dims" in err, err
+
+
 # ---------------------------------------------------------------- failed saves
 
 

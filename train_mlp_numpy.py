@@ -5,8 +5,8 @@
 
 Writes log.json, loss_curve.png, first_layer_weights.png and model.npz (best model by
 validation accuracy) to --output_dir, after printing the best model's test accuracy.
-Exit codes: 0 done, 2 bad settings or data or a failed save (one line on stderr),
-3 the loss stopped being finite (the run so far is saved), 130 interrupted.
+Exit codes: 0 done, 2 bad settings or data, a failed save or memory that ran out (one line
+on stderr), 3 the loss stopped being finite (the run so far is saved), 130 interrupted.
 """
 
 import copy

@@ -5,7 +5,8 @@
                                  [--fresh | --plot_only] [--wait] [--device auto|cpu|cuda]
 
 default:  the assignment's six runs: [128], [256, 128], [512, 256, 128], each with and
-          without batch norm, 20 epochs at lr 0.1, batch 128, seed 42 (--seeds adds seeds).
+          without batch norm, 20 epochs at lr 0.1, batch 128, seed 42 (--seeds 42 43 44 for
+          more seeds: finished runs are reused).
           Results: results/batch_norm/results.json.
 extended: a learning-rate sweep, lr 0.01, 0.03, 0.1, 0.3 and 1.0, with and without batch
           norm, for [128] and [512, 256, 128], seeds 42 43 44, 8 epochs each (60 runs,

@@ -63,9 +63,11 @@ def build_parser(description, default_output_dir):
     return parser
 
 
-def check_hyperparameters(hidden_dims, lr, batch_size, epochs, n_inputs=3072, n_classes=10):
+def check_hyperparameters(hidden_dims, lr, batch_size, epochs, n_inputs=3072, n_classes=10, seed=0):
     """ValueError for settings no training run can use (checked before any data is read or
     any weight is allocated), including networks too large for the memory available."""
+    if not 0 <= seed < 2**32:  # the range np.random.seed takes, so both trainers take the same seeds
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed}")
     if not 0 < lr < math.inf:
         raise ValueError(f"lr must be a finite number > 0, got {lr}")
     if epochs < 1:

@@ -136,7 +136,7 @@ def train(
     those of the epochs finished so far (the current model and test_accuracy None when
     none finished). Otherwise diverged is False.
     """
-    train_common.check_hyperparameters(hidden_dims, lr, batch_size, epochs)
+    train_common.check_hyperparameters(hidden_dims, lr, batch_size, epochs, seed=seed)
     np.random.seed(seed)  # noqa: NPY002 (the global RNG too, for code that uses it)
     # Independent streams for the weights and the shuffling: one default_rng(seed) for both
     # would hand the data order numbers correlated with the initial weights.
@@ -234,7 +234,9 @@ def main():
     if args.output_dir is None:
         name = "mlp_numpy_batch_norm" if args.use_batch_norm else "mlp_numpy"
         args.output_dir = os.path.join("results", name)
-    train_common.check_hyperparameters(args.hidden_dims, args.lr, args.batch_size, args.epochs)
+    train_common.check_hyperparameters(
+        args.hidden_dims, args.lr, args.batch_size, args.epochs, seed=args.seed
+    )
     train_common.check_output_dir(args.output_dir, train_common.run_filenames("model.npz"))
     model, _, test_accuracy, logging_info = train(
         args.hidden_dims,

@@ -181,7 +181,7 @@ def train(
     MKL_NUM_THREADS), torch.set_num_threads, and on Linux the CPUs this process may use
     (`taskset -c 0` gives one thread), so a count the user set is the one training runs with.
     """
-    train_common.check_hyperparameters(hidden_dims, lr, batch_size, epochs)
+    train_common.check_hyperparameters(hidden_dims, lr, batch_size, epochs, seed=seed)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -(2**63) <= seed < 2**64:
         raise ValueError(f"seed must be an integer that fits in 64 bits, got {seed!r}")
     device = select_device(device)
@@ -300,7 +300,9 @@ def main():
     if args.output_dir is None:
         name = "mlp_pytorch_batch_norm" if args.use_batch_norm else "mlp_pytorch"
         args.output_dir = os.path.join("results", name)
-    train_common.check_hyperparameters(args.hidden_dims, args.lr, args.batch_size, args.epochs)
+    train_common.check_hyperparameters(
+        args.hidden_dims, args.lr, args.batch_size, args.epochs, seed=args.seed
+    )
     train_common.check_output_dir(args.output_dir, train_common.run_filenames("model.pt"))
     model, _, test_accuracy, logging_info = train(
         args.hidden_dims,

@@ -240,6 +240,7 @@ COMMON_BAD_INPUTS = {
     "batch_size_zero": (["--batch_size", "0"], "batch_size"),
     "batch_size_above_training_split": (["--batch_size", str(N_TRAIN + 1)], "batch_size"),
     "hidden_dims_zero": (["--hidden_dims", "0"], "hidden"),
+    "seed_negative": (["--seed", "-5"], "seed must be an integer in [0, 2**32)"),
 }
 
 

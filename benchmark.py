@@ -1,11 +1,11 @@
 """Speed and memory of this project as ratios to its own limits, each measured side by side.
 
     python benchmark.py --data_dir ../shared/data/cifar10-jpeg [--json PATH] [--device cpu|cuda]
-                        [--repeats 5] [--study] [--markdown]
+                        [--repeats 5] [--study] [--breakdown] [--markdown]
 
 The machines this runs on are shared and change speed by up to 2x within seconds, so
 no figure here is an absolute time: each is the ratio of two things timed in this one
-run, back to back in alternating order, and the median over --repeats such pairs.
+run, back to back in alternating order, the median over many such pairs.
 What each ratio means, its target and why: docs/performance.md. CUDA work is timed
 with CUDA events and a synchronisation, never with host clocks around asynchronous work.
 Whole runs are separate processes started from a small launcher (their wall time is
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 import cifar10_utils
+import compare_batch_norm
 import mlp_pytorch
 import train_common
 import train_mlp_numpy
@@ -42,7 +43,7 @@ HIDDEN, LR, BATCH, EPOCHS = [128], 0.1, 128, 10
 # within a second, and short alternating blocks see the same conditions more often than long ones.
 STEPS_PER_BLOCK = 10  # training steps (or their products) per timed block
 PAIRS_PER_REPEAT = 10  # so each --repeats adds 10 pairs of blocks to a step ratio
-LOADER_BATCHES = 20  # batches per timed pass of a data pipeline
+LOADER_BATCHES = 20  # batches per timed block of a data pipeline
 POOL = 16  # distinct batches the step loops cycle through (25 MB of float32 images)
 GEMM_SIZE = {"cpu": 2048, "cuda": 4096}  # square matrices large enough for the best rate
 
@@ -93,7 +94,8 @@ def per_call(fn, n, device):
 def paired(fn_a, fn_b, n, pairs, device):
     """time(fn_a) / time(fn_b), each timed over n calls, back to back in alternating order
     (so that a change of the machine's speed hits both alike), median over the pairs."""
-    fn_a(), fn_b()  # warm-up: first-call costs (allocation, lazy imports) are not what we time
+    fn_a()  # warm-up: first-call costs (allocation, lazy imports) are not what is timed
+    fn_b()
     ratios, times_a, times_b = [], [], []
     for r in range(pairs):
         if r % 2:
@@ -124,7 +126,8 @@ def run_process(args):
     result = subprocess.run([sys.executable, "-c", LAUNCHER, *args], cwd=HERE, capture_output=True, text=True)
     head, _, out = result.stdout.partition("\n")
     if result.returncode or len(head.split()) != 3:
-        raise ValueError(f"the launcher of python {' '.join(args)} failed: {result.stderr.strip()[-300:]}")
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ValueError(f"the launcher of python {' '.join(args)} failed: {last}")
     wall, peak, code = head.split()
     if int(code):
         last = (out.strip().splitlines() or ["no output"])[-1]
@@ -144,7 +147,7 @@ def describe_device(device):
             model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"cpu: {model}, {available_cores()} cores, {torch.get_num_threads()} torch threads"
+    return f"cpu: {model}, {available_cores()} cores, torch threads: {torch.get_num_threads()}"
 
 
 def available_cores():
@@ -160,7 +163,7 @@ def host_batches(data, n=POOL):
 
 def dataset_bytes(data):
     """Bytes of the uint8 pixels and the labels of every split, as the loader holds them."""
-    return sum(split_arrays(split)[0].nbytes + split_arrays(split)[1].nbytes for split in data.values())
+    return sum(images.nbytes + labels.nbytes for images, labels in map(split_arrays, data.values()))
 
 
 def split_arrays(split):
@@ -218,7 +221,9 @@ def numpy_model(layout):
 
 
 def numpy_step(model, batches):
-    """One training step as train_mlp_numpy runs it: forward, loss, backward, SGD update."""
+    """One training step as train_mlp_numpy runs it: forward, loss, backward, SGD update. The
+    trainer's bookkeeping (the loss as a float, the correct count) is not part of a step; the
+    run's ratio to its steps counts it with the rest."""
     loss = CrossEntropyModule()
     pool = itertools.cycle(batches)
 
@@ -305,8 +310,9 @@ def measure_numpy_run(data_dir, data, batches, repeats, out_dir):
 def torch_model(device, layout):
     """The default MLP of mlp_pytorch on `device`, its Linear weights row-major ('C', as nn.Linear
     makes them) or column-major ('F', each stored as the transpose of a row-major W^T)."""
-    torch.manual_seed(0)
-    model = mlp_pytorch.MLP(cifar10_utils.N_FEATURES, HIDDEN, cifar10_utils.N_CLASSES).to(device)
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        torch.manual_seed(0)
+        model = mlp_pytorch.MLP(cifar10_utils.N_FEATURES, HIDDEN, cifar10_utils.N_CLASSES).to(device)
     for linear in model.linears():
         w = linear.weight.detach()
         linear.weight = nn.Parameter(w.contiguous() if layout == "C" else w.t().contiguous().t())
@@ -314,7 +320,7 @@ def torch_model(device, layout):
 
 
 def torch_step(model, batches):
-    """One training step as train_mlp_pytorch runs it."""
+    """One training step as train_mlp_pytorch runs it: forward, loss, zero_grad, backward, SGD step."""
     loss_module = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     pool = itertools.cycle(batches)
@@ -445,8 +451,6 @@ def study_flops(data, settings):
 def measure_study(data_dir, data, device, repeats, out_dir, epochs=None):
     """Wall time of the six-run study (one process) over its products at the GEMM rate measured
     just before and just after it (the higher one: a bound). Returns (ratio, wall, flops, GFLOP/s)."""
-    import compare_batch_norm
-
     settings = compare_batch_norm.study_settings(**({"epochs": epochs} if epochs else {}))
     args = [
         "compare_batch_norm.py",
@@ -701,7 +705,7 @@ def print_table(header, rows, markdown=False):
 
 def print_report(results, context, repeats, breakdown=None, markdown=False):
     """The figures' table, then (with --breakdown) where the time goes; the same as Markdown."""
-    print(f"Measured on {results['device']}; medians over {repeats} repeats.\n")
+    print(f"Measured on {results['device']}; --repeats {repeats}.\n")
     header = ("key", "measured", "target", "met", "parts (context only)")
     print_table(header, table_rows(results, context), markdown)
     if breakdown:
@@ -714,7 +718,9 @@ def parse_args(argv=None):
     parser.add_argument("--data_dir", default=cifar10_utils.default_data_dir(), help="CIFAR-10 directory")
     parser.add_argument("--json", help="also write the figures as one JSON object to this file")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device of the torch parts")
-    parser.add_argument("--repeats", default=5, type=int, help="pairs of timings behind each median")
+    parser.add_argument(
+        "--repeats", default=5, type=int, help="runs per run ratio; 10 x N pairs of blocks per step ratio"
+    )
     parser.add_argument("--study", action="store_true", help="also time the six-run study (minutes)")
     parser.add_argument(
         "--breakdown", action="store_true", help="also time the parts of each step and pipeline"

@@ -84,7 +84,7 @@ def test_markdown_rows_carry_value_target_and_verdict(capsys):
     results = {"device": "cpu: test", "numpy_step_vs_matmuls": 1.5, "loader_speedup_vs_course_pipeline": 25.0}
     benchmark.print_report(results, {"numpy_step_vs_matmuls": "parts"}, 3, [("a part", "1 ms", "10%")], True)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "Measured on cpu: test; medians over 3 repeats."
+    assert lines[0] == "Measured on cpu: test; --repeats 3."
     assert "| numpy_step_vs_matmuls | 1.5 | ≤ 1.25 | no | parts |" in lines
     assert "| loader_speedup_vs_course_pipeline | 25 | ≥ 20 | yes |  |" in lines
     assert "| a part | 1 ms | 10% |" in lines

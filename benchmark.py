@@ -47,12 +47,14 @@ LOADER_BATCHES = 20  # batches per timed block of a data pipeline
 POOL = 16  # distinct batches the step loops cycle through (25 MB of float32 images)
 GEMM_SIZE = {"cpu": 2048, "cuda": 4096}  # square matrices large enough for the best rate
 
-# key -> (comparison, bound): the targets of issue 14 (and the layout rule of issue 11)
+# key -> (comparison, bound): the targets of issue 14 (the batch-norm one of issue 12, and the
+# layout rule of issue 11)
 TARGETS = {
     "numpy_step_vs_matmuls": ("<=", 1.25),
     "numpy_run_vs_steps": ("<=", 1.3),
     "numpy_run_peak_rss_vs_data": ("<=", 2.5),
     "torch_step_vs_matmuls": ("<=", 1.2),
+    "numpy_bn_step_vs_step": ("<=", 1.3),  # issue 12: batch norm costs at most 30 % more per step
     "loader_speedup_vs_course_pipeline": (">=", 20.0),
     "study_vs_flop_bound": ("<=", 1.5),
     # a memory-layout trick earns its place only when it is at least 10 % faster
@@ -201,16 +203,39 @@ def gemm_gflops(device, repeats, xp="torch"):
     return 2 * n**3 / seconds / 1e9
 
 
+def step_products(weights, batches, hidden, douts, passes):
+    """A function doing the matrix products of one training step, NumPy arrays or torch tensors
+    alike: per Linear, Y = X W^T (forward), dW = dout^T X and, for every layer but the first,
+    dX = dout W (backward). The first layer's X cycles through the step's batches, so it comes
+    from memory as in a step; the later layers' inputs and every dout are fixed stand-ins of
+    the right shapes (their values do not change a product's time)."""
+    pool = itertools.cycle([x.reshape(BATCH, -1) for x, _ in batches])
+
+    def products():
+        inputs = [next(pool), *hidden]
+        for i, (w, a, d) in enumerate(zip(weights, inputs, douts, strict=True)):
+            if "forward" in passes:
+                a @ w.T
+            if "backward" in passes:
+                d.T @ a
+                if i:
+                    d @ w
+
+    return products
+
+
 # ---------------------------------------------------------------- NumPy steps
 
 
-def numpy_model(layout):
-    """The default float32 MLP as the NumPy trainer builds it, with its Linear weights and
-    their gradient buffers stored row-major ('C') or column-major ('F'): same values, same code."""
+def numpy_model(layout, use_batch_norm=False):
+    """The default float32 MLP as the NumPy trainer builds it (in training mode, with a batch
+    norm after each hidden Linear when asked), with its Linear weights and their gradient
+    buffers stored row-major ('C') or column-major ('F'): same values, same code."""
     model = NumpyMLP(
         cifar10_utils.N_FEATURES,
         HIDDEN,
         cifar10_utils.N_CLASSES,
+        use_batch_norm=use_batch_norm,
         dtype=np.float32,
         rng=np.random.default_rng(0),
     )
@@ -221,7 +246,8 @@ def numpy_model(layout):
 
 
 def numpy_step(model, batches):
-    """One training step as train_mlp_numpy runs it: forward, loss, backward, SGD update. The
+    """One training step as train_mlp_numpy runs it: forward, loss, backward, SGD update, the
+    lines of its training loop (which has no step function of its own) with its sgd_step. The
     trainer's bookkeeping (the loss as a float, the correct count) is not part of a step; the
     run's ratio to its steps counts it with the rest."""
     loss = CrossEntropyModule()
@@ -238,37 +264,27 @@ def numpy_step(model, batches):
 
 
 def numpy_products(model, batches, passes=("forward", "backward")):
-    """Only the matrix products one step needs, same shapes and dtype, by the modules' formulas:
-    Y = X W^T (forward), dW = dout^T X and, for every layer but the first, dX = dout W (backward).
-    The first layer's X cycles through the step's batches, so it comes from memory as in a step."""
+    """Only the matrix products one NumPy step needs (step_products), same shapes and dtype
+    (float32), by the modules' formulas."""
     rng = np.random.default_rng(1)
-    pool = itertools.cycle([x.reshape(BATCH, -1) for x, _ in batches])
     weights = [linear.params["weight"] for linear in model.linears]
     hidden = [rng.standard_normal((BATCH, m), dtype=np.float32) for m, _ in layer_sizes(HIDDEN)[1:]]
     douts = [rng.standard_normal((BATCH, n), dtype=np.float32) for _, n in layer_sizes(HIDDEN)]
-
-    def products():
-        inputs = [next(pool), *hidden]
-        for i, (w, a, d) in enumerate(zip(weights, inputs, douts, strict=True)):
-            if "forward" in passes:
-                a @ w.T
-            if "backward" in passes:
-                d.T @ a
-                if i:
-                    d @ w
-
-    return products
+    return step_products(weights, batches, hidden, douts, passes)
 
 
 def measure_numpy_steps(batches, repeats):
-    """Step over its products, and column-major over row-major weights (issue 11's layout rule)."""
+    """Pairs of the default NumPy step: over its products; with batch norm over without (issue
+    12's speed line); column-major over row-major weights (issue 11's layout rule)."""
     cpu = torch.device("cpu")
     row_major = numpy_model("C")
     step = numpy_step(row_major, batches)
     pairs = repeats * PAIRS_PER_REPEAT
     vs_products = paired(step, numpy_products(row_major, batches), STEPS_PER_BLOCK, pairs, cpu)
+    batch_norm = numpy_step(numpy_model("C", use_batch_norm=True), batches)
+    bn_vs_step = paired(batch_norm, step, STEPS_PER_BLOCK, pairs, cpu)
     layout = paired(numpy_step(numpy_model("F"), batches), step, STEPS_PER_BLOCK, pairs, cpu)
-    return vs_products, layout
+    return vs_products, bn_vs_step, layout
 
 
 # ---------------------------------------------------------------- the NumPy run end to end
@@ -340,23 +356,11 @@ def torch_products(model, batches, device, passes=("forward", "backward")):
     through the step's batches (autograd skips dL/dX of the first layer too: the pixels do not
     require a gradient)."""
     gen = torch.Generator(device).manual_seed(1)
-    pool = itertools.cycle([x.reshape(BATCH, -1) for x, _ in batches])
     weights = [linear.weight.detach() for linear in model.linears()]
     sizes = layer_sizes(HIDDEN)
     hidden = [torch.randn(BATCH, m, device=device, generator=gen) for m, _ in sizes[1:]]
     douts = [torch.randn(BATCH, n, device=device, generator=gen) for _, n in sizes]
-
-    def products():
-        inputs = [next(pool), *hidden]
-        for i, (w, a, d) in enumerate(zip(weights, inputs, douts, strict=True)):
-            if "forward" in passes:
-                a @ w.T
-            if "backward" in passes:
-                d.T @ a
-                if i:
-                    d @ w
-
-    return products
+    return step_products(weights, batches, hidden, douts, passes)
 
 
 def measure_torch_steps(batches, device, repeats):
@@ -587,11 +591,15 @@ def note(message):
 
 
 def numpy_figures(data_dir, data, batches, repeats, results, context):
-    note("NumPy step against its products, and the weights' two layouts")
+    note("NumPy step against its products, with batch norm against without, and the weights' two layouts")
     results["numpy_gemm_gflops"] = gemm_gflops(torch.device("cpu"), repeats, xp="numpy")
-    steps, layout = measure_numpy_steps(batches, repeats)
+    steps, batch_norm, layout = measure_numpy_steps(batches, repeats)
     results["numpy_step_vs_matmuls"] = steps.ratio
     context["numpy_step_vs_matmuls"] = f"step {steps.a * 1e3:.2f} ms, products {steps.b * 1e3:.2f} ms"
+    results["numpy_bn_step_vs_step"] = batch_norm.ratio
+    context["numpy_bn_step_vs_step"] = (
+        f"with batch norm {batch_norm.a * 1e3:.2f} ms, without {batch_norm.b * 1e3:.2f} ms"
+    )
     results["numpy_step_colmajor_vs_rowmajor"] = layout.ratio
     context["numpy_step_colmajor_vs_rowmajor"] = f"{layout.a * 1e3:.2f} / {layout.b * 1e3:.2f} ms"
     note(f"the default NumPy run end to end ({repeats} runs)")
@@ -664,6 +672,7 @@ ROW_ORDER = [
     "numpy_step_vs_matmuls",
     "numpy_run_vs_steps",
     "numpy_run_peak_rss_vs_data",
+    "numpy_bn_step_vs_step",
     "torch_step_vs_matmuls",
     "loader_speedup_vs_course_pipeline",
     "loader_speedup_numpy",
@@ -734,8 +743,20 @@ def parse_args(argv=None):
     return args
 
 
+def check_json_path(path):
+    """ValueError (one line, exit 2 under run_cli) when the figures could not be written to
+    `path`: checked before any measurement, so a typo does not cost a run of many minutes."""
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        train_common.check_output_dir(directory, filenames=(name,))
+    except ValueError as e:
+        raise ValueError(f"--json {path}: {e}") from None
+
+
 def main(argv=None, study_epochs=None):
     args = parse_args(argv)
+    if args.json is not None:  # an empty path is refused too, not ignored
+        check_json_path(args.json)
     # torch keeps its own thread count (the cores this process may use, or OMP_NUM_THREADS), as the
     # PyTorch trainer does
     data_dir, device = os.path.abspath(args.data_dir), torch.device(args.device)
@@ -746,10 +767,9 @@ def main(argv=None, study_epochs=None):
         data = cifar10_utils.get_cifar10(data_dir)
         breakdown = breakdown_rows(data_dir, data, host_batches(data), device, args.repeats)
     print_report(results, context, args.repeats, breakdown, args.markdown)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-            f.write("\n")
+    if args.json is not None:
+        # atomically: an interrupt or a full disk leaves the old file (or none), never half of one
+        train_common.write_json(args.json, results)
     return results
 
 

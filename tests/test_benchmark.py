@@ -22,6 +22,7 @@ REQUIRED_KEYS = {
     "numpy_run_vs_steps",
     "numpy_run_peak_rss_vs_data",
     "torch_step_vs_matmuls",
+    "numpy_bn_step_vs_step",
     "loader_speedup_vs_course_pipeline",
     "study_vs_flop_bound",
     "gemm_gflops",
@@ -50,6 +51,8 @@ def test_every_key_is_a_finite_number_and_the_table_prints(fake_dir, tmp_path, c
     for key, value in results.items():
         if key != "device":
             assert isinstance(value, float) and math.isfinite(value) and value > 0, key
+    assert isinstance(results["numpy_bn_step_vs_step"], float)  # issue 12's speed line
+    assert math.isfinite(results["numpy_bn_step_vs_step"])
     assert results["loader_speedup_vs_course_pipeline"] == min(
         results["loader_speedup_numpy"], results["loader_speedup_device"]
     )
@@ -129,3 +132,73 @@ def test_cuda_without_cuda_is_one_line_and_exit_2(fake_dir):
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "CUDA" in result.stderr
+
+
+def test_the_batch_norm_step_trains_batch_norm_through_the_trainers_update():
+    """The numerator of numpy_bn_step_vs_step is a real batch-norm training step: the model
+    has a BatchNormModule in training mode, and one step moves its gamma, beta and running mean."""
+    from modules import BatchNormModule
+
+    rng = np.random.default_rng(0)
+    batches = [
+        (rng.standard_normal((benchmark.BATCH, 3072), dtype=np.float32), rng.integers(0, 10, benchmark.BATCH))
+    ]
+    model = benchmark.numpy_model("C", use_batch_norm=True)
+    norms = [layer for layer in model.layers if isinstance(layer, BatchNormModule)]
+    assert len(norms) == len(benchmark.HIDDEN) and all(bn.training for bn in norms)
+    before = {name: norms[0].params[name].copy() for name in ("weight", "bias")}
+    mean_before = norms[0].running_mean.copy()
+    benchmark.numpy_step(model, batches)()
+    for name, value in before.items():
+        assert not np.array_equal(norms[0].params[name], value), name
+    assert not np.array_equal(norms[0].running_mean, mean_before)
+    assert not any(isinstance(layer, BatchNormModule) for layer in benchmark.numpy_model("C").layers)
+
+
+@pytest.mark.parametrize("make_bad", ["directory", "file_as_parent", "empty"])
+def test_unwritable_json_path_is_refused_before_measuring(fake_dir, tmp_path, monkeypatch, make_bad):
+    if make_bad == "directory":  # a directory standing where the file would go
+        path = tmp_path / "bench.json"
+        path.mkdir()
+    elif make_bad == "file_as_parent":
+        (tmp_path / "a_file").write_text("x")
+        path = tmp_path / "a_file" / "bench.json"
+    else:
+        path = ""
+
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before the --json path was checked")
+
+    monkeypatch.setattr(benchmark, "run_all", measured)
+    with pytest.raises(ValueError, match="--json"):
+        benchmark.main(["--data_dir", fake_dir, "--json", os.fspath(path)])
+
+
+def test_json_is_written_whole_in_a_directory_made_for_it(fake_dir, tmp_path, monkeypatch):
+    """Written atomically (train_common.write_json): no temporary file is left beside it."""
+    monkeypatch.setattr(benchmark, "run_all", lambda *args: ({"device": "cpu: test", "gemm_gflops": 1.5}, {}))
+    out = tmp_path / "new" / "bench.json"
+    benchmark.main(["--data_dir", fake_dir, "--json", os.fspath(out)])
+    assert json.loads(out.read_text()) == {"device": "cpu: test", "gemm_gflops": 1.5}
+    assert os.listdir(out.parent) == ["bench.json"]
+
+
+def test_bad_json_path_is_one_line_and_exit_2(fake_dir, tmp_path):
+    (tmp_path / "bench.json").mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmark.py",
+            "--data_dir",
+            fake_dir,
+            "--json",
+            os.fspath(tmp_path / "bench.json"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--json" in result.stderr and "directory stands there" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""

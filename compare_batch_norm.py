@@ -9,8 +9,10 @@ default:  the assignment's six runs: [128], [256, 128], [512, 256, 128], each wi
           more seeds: finished runs are reused).
           Results: results/batch_norm/results.json.
 extended: a learning-rate sweep, lr 0.01, 0.03, 0.1, 0.3 and 1.0, with and without batch
-          norm, for [128] and [512, 256, 128], seeds 42 43 44, 8 epochs each (60 runs,
-          about 18 minutes on 2 CPU cores). Results: results/batch_norm_extended/results.json.
+          norm, for [128] and [512, 256, 128], seeds 42 43 44, 8 epochs each (60 runs; on a
+          2-core CPU a seed took 313 to 394 s when nothing else ran, so about 17 to 20 minutes,
+          and the whole study 33 minutes beside other jobs).
+          Results: results/batch_norm_extended/results.json.
 
 Every run is stored under its own key (architecture, batch norm, lr, seed, epochs, batch
 size, batch-norm implementation, statistics batch), so a rerun trains only the runs the
@@ -997,6 +999,8 @@ def layer_stats_figure(runs, settings, lr):
                     label = f"{name}, {'with' if bn else 'without'} BN"
                     _band(ax, epochs, curves, COLORS[i], "-" if bn else "--", label, "o" if bn else "s")
         ax.set(xlabel="epoch (0: initialisation)", ylabel=ylabel, yscale=scale)
+        if stat == "dead_fraction":  # from 0 to at least 5 %: one dead unit must not fill the axis
+            ax.set_ylim(0, max(0.05, ax.get_ylim()[1]))
         if scale == "log":  # ticks at 1, 2, 5 x 10^k, written as plain numbers
             ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

@@ -24,8 +24,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser(description, default_output_dir):
+def build_parser(description, run_name):
+    """The flags both trainers share; parse with parse_run_args. run_name ('mlp_numpy' or
+    'mlp_pytorch') names the default output directory, results/<run_name>[_batch_norm]."""
     parser = OneLineParser(description=description)
+    parser.set_defaults(run_name=run_name)
     parser.add_argument(
         "--hidden_dims",
         default=[128],
@@ -40,6 +43,11 @@ def build_parser(description, default_output_dir):
         "--seed", default=42, type=int, help="seed for weights, shuffling and everything else"
     )
     parser.add_argument(
+        "--use_batch_norm",
+        action="store_true",
+        help="batch normalization between each hidden Linear and its ReLU",
+    )
+    parser.add_argument(
         "--data_dir",
         default=default_data_dir(),
         type=str,
@@ -48,19 +56,28 @@ def build_parser(description, default_output_dir):
     )
     parser.add_argument(
         "--output_dir",
-        default=default_output_dir,
+        default=None,
         type=str,
         help="where log.json, loss_curve.png, first_layer_weights.png and the best model go "
-        + (
-            f"(default: {default_output_dir})"
-            if default_output_dir
-            else "(default: results/ and the trainer's name, with _batch_norm for --use_batch_norm)"
-        ),
+        f"(default: results/{run_name}, or results/{run_name}_batch_norm with --use_batch_norm)",
     )
     parser.add_argument(
         "--no_progress", action="store_true", help="hide the progress bars (the line per epoch stays)"
     )
     return parser
+
+
+def parse_run_args(parser, model_name):
+    """Parse the command line, fill in the default output directory, and check everything that
+    can be checked before any data is read: ValueError (exit code 2 in run_cli) otherwise."""
+    args = parser.parse_args()
+    if args.output_dir is None:
+        suffix = "_batch_norm" if args.use_batch_norm else ""
+        args.output_dir = os.path.join("results", args.run_name + suffix)
+    del args.run_name
+    check_hyperparameters(args.hidden_dims, args.lr, args.batch_size, args.epochs, seed=args.seed)
+    check_output_dir(args.output_dir, run_filenames(model_name))
+    return args
 
 
 def check_hyperparameters(hidden_dims, lr, batch_size, epochs, n_inputs=3072, n_classes=10, seed=0):

@@ -11,7 +11,6 @@ on stderr), 3 the loss stopped being finite (the run so far is saved), 130 inter
 
 import copy
 import math
-import os
 import time
 
 import numpy as np
@@ -220,24 +219,14 @@ def model_writer(model):
 
 
 def main():
-    parser = train_common.build_parser(__doc__.splitlines()[0], None)
-    parser.add_argument(
-        "--use_batch_norm", action="store_true", help="batch normalization after each hidden Linear"
-    )
+    parser = train_common.build_parser(__doc__.splitlines()[0], "mlp_numpy")
     parser.add_argument(
         "--dtype",
         default="float32",
         choices=["float32", "float64"],
         help="floating type of training (float64 is exact but twice as slow)",
     )
-    args = parser.parse_args()
-    if args.output_dir is None:
-        name = "mlp_numpy_batch_norm" if args.use_batch_norm else "mlp_numpy"
-        args.output_dir = os.path.join("results", name)
-    train_common.check_hyperparameters(
-        args.hidden_dims, args.lr, args.batch_size, args.epochs, seed=args.seed
-    )
-    train_common.check_output_dir(args.output_dir, train_common.run_filenames("model.npz"))
+    args = train_common.parse_run_args(parser, "model.npz")
     model, _, test_accuracy, logging_info = train(
         args.hidden_dims,
         args.lr,

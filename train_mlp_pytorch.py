@@ -279,10 +279,7 @@ def run_epochs(model, loaders, lr, epochs, progress, log_epochs, epoch_callback)
 
 
 def main():
-    parser = train_common.build_parser(__doc__.splitlines()[0], None)
-    parser.add_argument(
-        "--use_batch_norm", action="store_true", help="batch norm between each hidden Linear and its ReLU"
-    )
+    parser = train_common.build_parser(__doc__.splitlines()[0], "mlp_pytorch")
     parser.add_argument(
         "--batch_norm",
         default="torch",
@@ -296,14 +293,7 @@ def main():
         choices=["auto", "cpu", "cuda"],
         help="auto: CUDA when available, else the CPU",
     )
-    args = parser.parse_args()
-    if args.output_dir is None:
-        name = "mlp_pytorch_batch_norm" if args.use_batch_norm else "mlp_pytorch"
-        args.output_dir = os.path.join("results", name)
-    train_common.check_hyperparameters(
-        args.hidden_dims, args.lr, args.batch_size, args.epochs, seed=args.seed
-    )
-    train_common.check_output_dir(args.output_dir, train_common.run_filenames("model.pt"))
+    args = train_common.parse_run_args(parser, "model.pt")
     model, _, test_accuracy, logging_info = train(
         args.hidden_dims,
         args.lr,

@@ -816,9 +816,9 @@ def test_check_output_dir_refuses_a_directory_where_a_file_goes(tmp_path):
 
 def test_build_parser_takes_the_data_dir_default_from_the_environment(monkeypatch):
     monkeypatch.setenv("CIFAR10_DATA_DIR", "/somewhere/cifar")
-    assert train_common.build_parser("x", "out").parse_args([]).data_dir == "/somewhere/cifar"
+    assert train_common.build_parser("x", "mlp_x").parse_args([]).data_dir == "/somewhere/cifar"
     monkeypatch.delenv("CIFAR10_DATA_DIR")
-    assert train_common.build_parser("x", "out").parse_args([]).data_dir == "data/"
+    assert train_common.build_parser("x", "mlp_x").parse_args([]).data_dir == "data/"
     assert train_common.default_data_dir is cifar10_utils.default_data_dir
 
 

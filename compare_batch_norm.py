@@ -376,9 +376,9 @@ class LayerStatistics:
 
     def fixed_batch(self, device):
         if self._batch is None:
-            data = cifar10_utils.get_cifar10(self.data_dir)
-            loaders = cifar10_utils.get_device_loaders(data, 1, device, seed=0, eval_batch_size=self.n_images)
-            self._batch = next(iter(loaders["validation"]))  # validation is in order: the first images
+            # only the validation split goes to the device, and it runs in order: the first images
+            validation = cifar10_utils.get_cifar10(self.data_dir)["validation"]
+            self._batch = next(iter(cifar10_utils.DeviceLoader(validation, self.n_images, device)))
         return tuple(t.to(device) for t in self._batch)
 
     def __call__(self, model, epoch):

@@ -182,8 +182,9 @@ def train(
     (`taskset -c 0` gives one thread), so a count the user set is the one training runs with.
     """
     train_common.check_hyperparameters(hidden_dims, lr, batch_size, epochs, seed=seed)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -(2**63) <= seed < 2**64:
-        raise ValueError(f"seed must be an integer that fits in 64 bits, got {seed!r}")
+    # check_hyperparameters bounds the seed to [0, 2**32) but lets 1.5 or True through
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
     device = select_device(device)
     with deterministic_settings(device):
         cifar10 = cifar10_utils.get_cifar10(data_dir)

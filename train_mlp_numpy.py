@@ -58,7 +58,7 @@ def accuracy(predictions, targets):
     Returns:
         accuracy in [0, 1], a float.
     """
-    return n_correct(predictions, targets) / len(_labels(targets))
+    return n_correct(predictions, targets) / len(targets)  # n_correct checked targets: S of them
 
 
 def loss_is_finite(loss, probs, labels):

@@ -165,12 +165,7 @@ def host_batches(data, n=POOL):
 
 def dataset_bytes(data):
     """Bytes of the uint8 pixels and the labels of every split, as the loader holds them."""
-    return sum(images.nbytes + labels.nbytes for images, labels in map(split_arrays, data.values()))
-
-
-def split_arrays(split):
-    """(uint8 images (N, 3072), int64 labels (N,)) of one split of get_cifar10."""
-    return split.images, split.labels
+    return sum(split.images.nbytes + split.labels.nbytes for split in data.values())
 
 
 def layer_sizes(hidden):
@@ -298,7 +293,7 @@ def measure_numpy_run(data_dir, data, batches, repeats, out_dir):
     Returns medians of the ratio, the wall time, the run's own epoch times (its log.json:
     steps, batch cutting and validation) and the step time, and the largest peak RSS.
     """
-    steps_per_epoch = len(split_arrays(data["train"])[1]) // BATCH
+    steps_per_epoch = len(data["train"].labels) // BATCH
     step = numpy_step(numpy_model("C"), batches)
     step()
     args = ["train_mlp_numpy.py", "--data_dir", data_dir, "--output_dir", out_dir, "--no_progress"]
@@ -382,7 +377,7 @@ class CourseDataset(torch.utils.data.Dataset):
     a float tensor in [0, 1] (ToTensor), then normalised per channel (Normalize)."""
 
     def __init__(self, split):
-        images, labels = split_arrays(split)
+        images, labels = split.images, split.labels
         self.images, self.labels = images.reshape(-1, *cifar10_utils.IMAGE_SHAPE), labels
         self.mean = torch.tensor(cifar10_utils.MEAN).view(3, 1, 1)
         self.std = torch.tensor(cifar10_utils.STD).view(3, 1, 1)
@@ -441,7 +436,7 @@ def study_flops(data, settings):
     pass after each epoch and its one test pass, for each architecture, with and without batch
     norm, each learning rate and seed. Left out: batch norm's element-wise work and the layer
     statistics on 500 images per epoch (about 1 % of the products)."""
-    n_train, n_val, n_test = (len(split_arrays(data[s])[1]) for s in ("train", "validation", "test"))
+    n_train, n_val, n_test = (len(data[s].labels) for s in ("train", "validation", "test"))
     steps = n_train // settings["batch_size"]
     runs_per_architecture = 2 * len(settings["lrs"]) * len(settings["seeds"])
     total = 0
@@ -541,7 +536,7 @@ def torch_step_parts(batches, device, repeats):
 def loader_parts(data, repeats):
     """Per batch of 128: the NumPy loader's gather and normalisation, the course pipeline's
     128 per-sample items and its collate."""
-    images, _ = split_arrays(data["train"])
+    images = data["train"].images
     rows = np.random.default_rng(0).permutation(len(images))[:BATCH]
     gathered = images[rows]
     course = CourseDataset(data["train"])

@@ -642,11 +642,10 @@ def study_figures(data_dir, data, device, repeats, results, context, epochs=None
     context["study_vs_flop_bound"] = f"{wall:.0f} s for {flops / 1e12:.1f} TFLOP at {rate:.0f} GFLOP/s"
 
 
-def run_all(data_dir, device, repeats, study=False, study_epochs=None):
-    """Every measurement: (results for --json, {key: context text for the table})."""
+def run_all(data_dir, data, batches, device, repeats, study=False, study_epochs=None):
+    """Every measurement on the splits `data` and the step batches `batches` (host_batches):
+    (results for --json, {key: context text for the table})."""
     load_start = os.getloadavg()[0]
-    data = cifar10_utils.get_cifar10(data_dir)
-    batches = host_batches(data)
     results, context = {"device": describe_device(device)}, {}
     # NumPy first: no torch work has run yet, so no idle OpenMP thread competes with OpenBLAS
     numpy_figures(data_dir, data, batches, repeats, results, context)
@@ -755,12 +754,13 @@ def main(argv=None, study_epochs=None):
     # torch keeps its own thread count (the cores this process may use, or OMP_NUM_THREADS), as the
     # PyTorch trainer does
     data_dir, device = os.path.abspath(args.data_dir), torch.device(args.device)
-    results, context = run_all(data_dir, device, args.repeats, args.study, study_epochs)
+    data = cifar10_utils.get_cifar10(data_dir)  # read once, for the figures and the breakdown
+    batches = host_batches(data)
+    results, context = run_all(data_dir, data, batches, device, args.repeats, args.study, study_epochs)
     breakdown = None
     if args.breakdown:
         note("where the time goes")
-        data = cifar10_utils.get_cifar10(data_dir)
-        breakdown = breakdown_rows(data_dir, data, host_batches(data), device, args.repeats)
+        breakdown = breakdown_rows(data_dir, data, batches, device, args.repeats)
     print_report(results, context, args.repeats, breakdown, args.markdown)
     if args.json is not None:
         # atomically: an interrupt or a full disk leaves the old file (or none), never half of one

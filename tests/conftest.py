@@ -16,8 +16,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pytest
+# One BLAS and OpenMP thread for the whole session, the setting of every trainer subprocess the
+# tests start (test_cli.cli_env): float32 products give other last bits for other thread counts on
+# some CPUs, so two runs compared bit for bit are made under one setting, whatever OMP_NUM_THREADS
+# the caller exported. It must be set before NumPy loads OpenBLAS, which reads it once.
+if "numpy" in sys.modules:
+    raise RuntimeError("tests/conftest.py must run before NumPy is imported: it fixes the thread count")
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 # the repository root (cifar10_utils.py, modules.py, ...) importable from any test file
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -14,6 +14,9 @@ def new_figure(**kwargs):
     return Figure(**kwargs)
 
 
+LOSS_TOP = 3.0  # the loss axis of every run's figure
+
+
 def loss_curve_figure(logging_info, title):
     """Per-batch loss with its per-epoch mean, and train/validation accuracy per epoch.
 
@@ -39,6 +42,17 @@ def loss_curve_figure(logging_info, title):
     )
     ax_loss.plot(epoch_axis, logging_info["train_loss"], "o-", label="epoch mean")
     ax_loss.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="Training loss")
+    # One loss axis for every run, so runs shown side by side compare at a glance: 0 to just above
+    # ln 10 = 2.30, the loss of a uniform guess. Batches above it are drawn on the top edge, counted.
+    above = batch_loss > LOSS_TOP
+    if above.any():
+        steps = (np.flatnonzero(above) + 1) / per_epoch
+        n_above, highest = int(above.sum()), np.nanmax(batch_loss)
+        label = f"{n_above} batch{'es' * (n_above > 1)} above {LOSS_TOP:g}, clipped (max {highest:.1f})"
+        ax_loss.plot(
+            steps, np.full(len(steps), LOSS_TOP), "^", color="tab:red", ms=4, clip_on=False, label=label
+        )
+    ax_loss.set_ylim(0, LOSS_TOP)
     ax_acc.plot(epoch_axis, logging_info["train_accuracy"], "o-", label="training (mean over batches)")
     ax_acc.plot(epoch_axis, logging_info["val_accuracy"], "s-", label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")

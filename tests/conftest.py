@@ -240,7 +240,7 @@ N_PER_BATCH, N_TEST = 1100, 100
 N_TRAIN = 5 * N_PER_BATCH - 5000  # 500
 PNG = b"\x89PNG\r\n\x1a\n"  # the signature every PNG file starts with
 
-# Bad settings both trainers refuse through train_common's shared parser and checks:
+# Bad settings both trainers refuse through the support package's shared parser and checks:
 # name -> (extra arguments, a fragment of the one-line error).
 COMMON_BAD_INPUTS = {
     "lr_zero": (["--lr", "0"], "lr"),

@@ -1,4 +1,4 @@
-"""benchmark.py on a small fake data set: every figure is reported, nothing is timed against a bound.
+"""tools/benchmark.py on a small fake data set: every figure is reported, nothing is timed against a bound.
 
 The figures of a run this small mean nothing; these tests check that each one is measured
 and written (a finite number under its key), not how fast anything is.
@@ -15,7 +15,8 @@ import pytest
 import torch
 from conftest import N_PER_BATCH, N_TEST, REPO_ROOT, write_fake_cifar
 
-import benchmark
+sys.path.insert(0, os.fspath(REPO_ROOT / "tools"))
+import benchmark  # noqa: E402
 
 REQUIRED_KEYS = {
     "numpy_step_vs_matmuls",
@@ -51,7 +52,7 @@ def test_every_key_is_a_finite_number_and_the_table_prints(fake_dir, tmp_path, c
     for key, value in results.items():
         if key != "device":
             assert isinstance(value, float) and math.isfinite(value) and value > 0, key
-    assert isinstance(results["numpy_bn_step_vs_step"], float)  # issue 12's speed line
+    assert isinstance(results["numpy_bn_step_vs_step"], float)  # the batch-norm speed line
     assert math.isfinite(results["numpy_bn_step_vs_step"])
     assert results["loader_speedup_vs_course_pipeline"] == min(
         results["loader_speedup_numpy"], results["loader_speedup_device"]
@@ -125,7 +126,7 @@ def test_layouts_hold_the_same_values():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal where there is no CUDA")
 def test_cuda_without_cuda_is_one_line_and_exit_2(fake_dir):
     result = subprocess.run(
-        [sys.executable, "benchmark.py", "--data_dir", fake_dir, "--device", "cuda"],
+        [sys.executable, "tools/benchmark.py", "--data_dir", fake_dir, "--device", "cuda"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -188,7 +189,7 @@ def test_bad_json_path_is_one_line_and_exit_2(fake_dir, tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            "benchmark.py",
+            "tools/benchmark.py",
             "--data_dir",
             fake_dir,
             "--json",

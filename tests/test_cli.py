@@ -6,7 +6,7 @@ test images). Every run gets CIFAR10_URL pointing at a closed port on 127.0.0.1,
 reach the network, and no CIFAR10_DATA_DIR unless the test sets one. The runs of a test are
 started together and checked one by one.
 
-Exit codes (train_common.run_cli): 0 done, 2 bad input or a failed save, 3 diverged.
+Exit codes (cli.run_cli): 0 done, 2 bad input or a failed save, 3 diverged.
 """
 
 import json

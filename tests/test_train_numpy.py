@@ -1,4 +1,4 @@
-"""train_mlp_numpy.py and train_common.py: accuracy, evaluation, train() (seeds, batch norm, divergence),
+"""train_mlp_numpy.py and the support package: accuracy, evaluation, train() (seeds, batch norm, divergence),
 the command line, the shared checks, atomic output and the figures.
 
 Everything runs on made-up CIFAR-10 batches (tests/conftest.py). train() splits off get_cifar10's
@@ -29,10 +29,11 @@ from conftest import COMMON_BAD_INPUTS, N_TRAIN, PNG, REPO_ROOT, check_train_res
 from test_cli import cli_env
 
 import cifar10_utils
-import train_common
+import optim
 import train_mlp_numpy as tm
 from mlp_numpy import MLP
 from modules import BatchNormModule, CrossEntropyModule
+from support import checks, cli, output, plots, runlog
 
 HIDDEN, LR, BATCH, EPOCHS = [16], 0.1, 32, 2
 BATCHES_PER_EPOCH = N_TRAIN // BATCH  # 15, the last partial batch is dropped
@@ -226,7 +227,7 @@ def test_sgd_step_updates_every_module_with_params_including_batch_norm():
     for layer in model.layers:
         for name in getattr(layer, "grads", {}):
             layer.grads[name] = np.full_like(layer.params[name], 2.0)
-    tm.sgd_step(model, 0.25)
+    optim.SGD(model.layers, lr=0.25).step()  # the trainer's update with its defaults
     after = weights(model)
     assert len(after) == 6  # two Linear layers and the batch norm, each a weight and a bias
     for b, a in zip(before, after, strict=True):
@@ -391,7 +392,7 @@ def test_huge_lr_diverges_in_the_first_epoch(data_dir):
     assert len(info["batch_loss"]) == 2 and math.isfinite(info["batch_loss"][0])
     assert not math.isfinite(info["batch_loss"][1])
     assert isinstance(model, MLP)  # the model as it was when the loss blew up
-    json.dumps(train_common._finite(info), allow_nan=False)  # the log can still be written
+    json.dumps(output._finite(info), allow_nan=False)  # the log can still be written
 
 
 class LossBecomesNaN(CrossEntropyModule):
@@ -589,25 +590,25 @@ def failing_writer(exc=Boom):
 
 def test_run_cli_freezes_the_objects_of_the_imports_and_after_main_succeeded(monkeypatch, capsys):
     frozen = []
-    monkeypatch.setattr(train_common.gc, "freeze", lambda: frozen.append(True))
-    train_common.run_cli(lambda: frozen.append("main"))
+    monkeypatch.setattr(cli.gc, "freeze", lambda: frozen.append(True))
+    cli.run_cli(lambda: frozen.append("main"))
     assert frozen == [True, "main", True]
 
     def bad_main():
         raise ValueError("no good")
 
     with pytest.raises(SystemExit) as exit_info:
-        train_common.run_cli(bad_main)
+        cli.run_cli(bad_main)
     assert exit_info.value.code == 2 and frozen == [True, "main", True, True]  # no freeze after a failure
     assert capsys.readouterr().err.endswith("error: no good\n")
 
-    train_common.run_cli(lambda: frozen.append("inside pytest"), freeze_gc=False)
+    cli.run_cli(lambda: frozen.append("inside pytest"), freeze_gc=False)
     assert frozen == [True, "main", True, True, "inside pytest"]
 
 
 def test_atomic_write_writes_the_file(tmp_path):
     path = tmp_path / "sub" / "f.bin"
-    train_common.atomic_write(os.fspath(path), lambda f: f.write(b"complete"))
+    output.atomic_write(os.fspath(path), lambda f: f.write(b"complete"))
     assert path.read_bytes() == b"complete"
     assert os.listdir(path.parent) == ["f.bin"]
 
@@ -616,7 +617,7 @@ def test_atomic_write_writes_the_file(tmp_path):
 def test_atomic_write_failing_midway_leaves_no_file(tmp_path, exc):
     path = tmp_path / "f.bin"
     with pytest.raises(exc):
-        train_common.atomic_write(os.fspath(path), failing_writer(exc))
+        output.atomic_write(os.fspath(path), failing_writer(exc))
     assert os.listdir(tmp_path) == []
 
 
@@ -625,7 +626,7 @@ def test_atomic_write_failing_midway_keeps_the_old_file(tmp_path, exc):
     path = tmp_path / "f.bin"
     path.write_bytes(b"old, complete content")
     with pytest.raises(exc):
-        train_common.atomic_write(os.fspath(path), failing_writer(exc))
+        output.atomic_write(os.fspath(path), failing_writer(exc))
     assert path.read_bytes() == b"old, complete content"
     assert os.listdir(tmp_path) == ["f.bin"]
 
@@ -635,7 +636,7 @@ def test_atomic_write_respects_the_umask(tmp_path, umask, mode):
     """The file reads like one made by open(): not mkstemp's 0600 whatever the umask."""
     old = os.umask(umask)
     try:
-        train_common.atomic_write(os.fspath(tmp_path / "f.bin"), lambda f: f.write(b"x"))
+        output.atomic_write(os.fspath(tmp_path / "f.bin"), lambda f: f.write(b"x"))
     finally:
         os.umask(old)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == mode
@@ -647,7 +648,7 @@ def test_atomic_write_all_renames_nothing_until_every_file_is_written(tmp_path, 
     first.write_bytes(b"old first")
     second.write_bytes(b"old second")
     with pytest.raises(exc):
-        train_common.atomic_write_all(
+        output.atomic_write_all(
             {os.fspath(first): lambda f: f.write(b"new first"), os.fspath(second): failing_writer(exc)}
         )
     assert (first.read_bytes(), second.read_bytes()) == (b"old first", b"old second")
@@ -658,8 +659,8 @@ RUN_ARGS = {"framework": "NumPy", "hidden_dims": [16], "lr": 0.1, "batch_size": 
 
 
 def fake_logging_info(loss):
-    info = train_common.new_logging_info()
-    train_common.log_epoch(info, [loss, loss], 3, 4, 0.5, 1.0)
+    info = runlog.new_logging_info()
+    runlog.log_epoch(info, [loss, loss], 3, 4, 0.5, 1.0)
     info["best_epoch"] = 1
     return info
 
@@ -668,17 +669,14 @@ def test_save_run_interrupted_while_plotting_leaves_the_earlier_run_whole(tmp_pa
     """The model is written first and the plot takes longest: an interrupt there must not
     leave the new model beside the earlier run's log."""
     args = {"framework": "NumPy", "hidden_dims": [16], "lr": 0.1, "batch_size": 32, "seed": 1}
-    train_common.save_run(
-        tmp_path, args, fake_logging_info(2.0), 0.25, lambda f: f.write(b"old"), "model.bin"
-    )
+    args["output_dir"] = tmp_path
+    output.save_run(args, fake_logging_info(2.0), 0.25, lambda f: f.write(b"old"), model_name="model.bin")
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
     assert set(before) == {"model.bin", "loss_curve.png", "log.json"}
 
-    monkeypatch.setattr(train_common, "png_writer", lambda fig: failing_writer(KeyboardInterrupt))
+    monkeypatch.setattr(output, "png_writer", lambda fig: failing_writer(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
-        train_common.save_run(
-            tmp_path, args, fake_logging_info(1.0), 0.5, lambda f: f.write(b"new"), "model.bin"
-        )
+        output.save_run(args, fake_logging_info(1.0), 0.5, lambda f: f.write(b"new"), model_name="model.bin")
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
 
 
@@ -689,7 +687,7 @@ def test_atomic_write_all_refuses_a_directory_in_place_of_a_file_before_writing_
         os.fspath(tmp_path / name): lambda f: f.write(b"new") for name in ("log.json", "loss_curve.png")
     }
     with pytest.raises(ValueError, match="loss_curve.png"):
-        train_common.atomic_write_all(writers)
+        output.atomic_write_all(writers)
     assert (tmp_path / "log.json").read_bytes() == b"old log"
     assert sorted(os.listdir(tmp_path)) == ["log.json", "loss_curve.png"]
 
@@ -699,7 +697,7 @@ def test_run_cli_interrupt_is_one_line_exit_130(capsys):
         raise KeyboardInterrupt
 
     with pytest.raises(SystemExit) as exit_info:
-        train_common.run_cli(interrupted_main, freeze_gc=False)
+        cli.run_cli(interrupted_main, freeze_gc=False)
     assert exit_info.value.code == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.endswith("error: interrupted (no file is left half-written)\n"), err
@@ -727,7 +725,7 @@ def test_run_cli_out_of_memory_is_one_line_exit_2(kind, capsys):
         raise error
 
     with pytest.raises(SystemExit) as exit_info:
-        train_common.run_cli(main, freeze_gc=False)
+        cli.run_cli(main, freeze_gc=False)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"error: out of memory ({reason}): use smaller --hidden_dims" in err, err
@@ -747,10 +745,10 @@ def test_atomic_write_all_turns_an_os_error_into_one_line_naming_the_file(tmp_pa
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), src)
         real_replace(src, dst)
 
-    monkeypatch.setattr(train_common.os, "replace", full_disk)
+    monkeypatch.setattr(output.os, "replace", full_disk)
     writers = {os.fspath(tmp_path / name): lambda f: f.write(b"new") for name in ("b.bin", "a.bin")}
-    with pytest.raises(train_common.SaveError) as error:
-        train_common.atomic_write_all(writers)
+    with pytest.raises(output.SaveError) as error:
+        output.atomic_write_all(writers)
     assert isinstance(error.value, ValueError) and isinstance(error.value.__cause__, OSError)
     message = str(error.value)
     assert message == f"cannot write {tmp_path / 'b.bin'}: {os.strerror(errno.ENOSPC)}"
@@ -763,17 +761,16 @@ def test_a_writer_failing_with_an_os_error_is_a_save_error_too(tmp_path):
         f.write(b"half")
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    with pytest.raises(train_common.SaveError, match=f"f.bin: {os.strerror(errno.EIO)}"):
-        train_common.atomic_write(os.fspath(tmp_path / "f.bin"), write)
+    with pytest.raises(output.SaveError, match=f"f.bin: {os.strerror(errno.EIO)}"):
+        output.atomic_write(os.fspath(tmp_path / "f.bin"), write)
     assert os.listdir(tmp_path) == []
 
 
 def test_save_run_failing_is_a_save_error(tmp_path):
     (tmp_path / "out").write_bytes(b"a file where the directory goes")
-    with pytest.raises(train_common.SaveError, match="out"):
-        train_common.save_run(
-            os.fspath(tmp_path / "out"), RUN_ARGS, fake_logging_info(1.0), 0.5, lambda f: None, "m.bin"
-        )
+    with pytest.raises(output.SaveError, match="out"):
+        args = {**RUN_ARGS, "output_dir": os.fspath(tmp_path / "out")}
+        output.save_run(args, fake_logging_info(1.0), 0.5, lambda f: None, model_name="m.bin")
     assert (tmp_path / "out").read_bytes() == b"a file where the directory goes"
 
 
@@ -781,74 +778,74 @@ def test_save_run_failing_is_a_save_error(tmp_path):
 
 
 def test_available_memory_is_a_positive_number_of_bytes():
-    available = train_common.available_memory()
+    available = checks.available_memory()
     assert available is None or (isinstance(available, int) and available > 0)
 
 
 def test_training_bytes_counts_weights_gradients_and_a_batch_of_activations():
     # 3 -> 2 -> 4: (3+1)*2 + (2+1)*4 = 20 parameters, and 9 units for each of 5 samples
-    assert train_common.training_bytes([2], 5, n_inputs=3, n_classes=4) == 4 * (2 * 20 + 5 * 9)
-    huge_batch = train_common.training_bytes([2], 10**12, n_inputs=3, n_classes=4)
-    assert huge_batch == 4 * (2 * 20 + train_common.MAX_BATCH * 9)  # larger batches are refused later
+    assert checks.training_bytes([2], 5, n_inputs=3, n_classes=4) == 4 * (2 * 20 + 5 * 9)
+    huge_batch = checks.training_bytes([2], 10**12, n_inputs=3, n_classes=4)
+    assert huge_batch == 4 * (2 * 20 + checks.MAX_BATCH * 9)  # larger batches are refused later
 
 
 def test_networks_larger_than_memory_are_refused_in_one_line(monkeypatch):
     with pytest.raises(ValueError, match="memory") as error:
-        train_common.check_hyperparameters([10**9], 0.1, 128, 10)
+        checks.check_hyperparameters([10**9], 0.1, 128, 10)
     assert "\n" not in str(error.value) and "[1000000000]" in str(error.value)
 
-    monkeypatch.setattr(train_common, "available_memory", lambda: 10**8)  # 100 MB
-    train_common.check_hyperparameters([128], 0.1, 128, 10)  # 3.2 MB of weights and gradients
+    monkeypatch.setattr(checks, "available_memory", lambda: 10**8)  # 100 MB
+    checks.check_hyperparameters([128], 0.1, 128, 10)  # 3.2 MB of weights and gradients
     with pytest.raises(ValueError, match="0.1 GB is available"):
-        train_common.check_hyperparameters([4096, 4096], 0.1, 128, 10)  # 0.23 GB
-    monkeypatch.setattr(train_common, "available_memory", lambda: None)  # the system does not say
-    train_common.check_hyperparameters([4096, 4096], 0.1, 128, 10)
+        checks.check_hyperparameters([4096, 4096], 0.1, 128, 10)  # 0.23 GB
+    monkeypatch.setattr(checks, "available_memory", lambda: None)  # the system does not say
+    checks.check_hyperparameters([4096, 4096], 0.1, 128, 10)
 
 
 def test_check_output_dir_refuses_a_directory_where_a_file_goes(tmp_path):
-    train_common.check_output_dir(os.fspath(tmp_path / "new" / "dir"), train_common.run_filenames("m.npz"))
+    checks.check_output_dir(os.fspath(tmp_path / "new" / "dir"), output.run_filenames("m.npz"))
     (tmp_path / "model.npz").mkdir()
     with pytest.raises(ValueError, match="model.npz"):
-        train_common.check_output_dir(os.fspath(tmp_path), train_common.run_filenames("model.npz"))
-    train_common.check_output_dir(os.fspath(tmp_path))  # no file names given: nothing to refuse
-    assert set(train_common.run_filenames("model.npz")) == OUTPUT_FILES
+        checks.check_output_dir(os.fspath(tmp_path), output.run_filenames("model.npz"))
+    checks.check_output_dir(os.fspath(tmp_path))  # no file names given: nothing to refuse
+    assert set(output.run_filenames("model.npz")) == OUTPUT_FILES
 
 
 def test_build_parser_takes_the_data_dir_default_from_the_environment(monkeypatch):
     monkeypatch.setenv("CIFAR10_DATA_DIR", "/somewhere/cifar")
-    assert train_common.build_parser("x", "mlp_x").parse_args([]).data_dir == "/somewhere/cifar"
+    assert cli.build_parser("x", "mlp_x").parse_args([]).data_dir == "/somewhere/cifar"
     monkeypatch.delenv("CIFAR10_DATA_DIR")
-    assert train_common.build_parser("x", "mlp_x").parse_args([]).data_dir == "data/"
-    assert train_common.default_data_dir is cifar10_utils.default_data_dir
+    assert cli.build_parser("x", "mlp_x").parse_args([]).data_dir == "data/"
+    assert cli.default_data_dir is cifar10_utils.default_data_dir
 
 
 # ---------------------------------------------------------------- divergence helpers and exit code
 
 
 def test_divergence_helpers():
-    info = train_common.new_logging_info()
+    info = runlog.new_logging_info()
     assert info["diverged"] is False
-    train_common.raise_if_diverged(info)  # nothing to raise
-    train_common.mark_diverged(info, 2, 7, [2.3, math.inf])
+    cli.raise_if_diverged(info)  # nothing to raise
+    runlog.mark_diverged(info, 2, 7, [2.3, math.inf])
     assert info["diverged"] is True and info["diverged_at"] == {"epoch": 2, "step": 7}
     assert info["batch_loss"] == [2.3, math.inf]
-    message = train_common.divergence_message(info)
+    message = runlog.divergence_message(info)
     assert message == "diverged at epoch 2, step 7 (loss is not finite): try a smaller --lr"
-    with pytest.raises(train_common.Diverged, match=re.escape(message)):
-        train_common.raise_if_diverged(info)
+    with pytest.raises(cli.Diverged, match=re.escape(message)):
+        cli.raise_if_diverged(info)
 
 
 def test_run_cli_diverged_is_one_line_exit_3(capsys):
-    info = train_common.new_logging_info()
-    train_common.mark_diverged(info, 1, 2)
+    info = runlog.new_logging_info()
+    runlog.mark_diverged(info, 1, 2)
 
     def diverged_main():
         print("test accuracy 0.1000 (best epoch 1); saving to out/")
-        train_common.raise_if_diverged(info)
+        cli.raise_if_diverged(info)
 
     with pytest.raises(SystemExit) as exit_info:
-        train_common.run_cli(diverged_main, freeze_gc=False)
-    assert exit_info.value.code == train_common.EXIT_DIVERGED == 3
+        cli.run_cli(diverged_main, freeze_gc=False)
+    assert exit_info.value.code == cli.EXIT_DIVERGED == 3
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and captured.err.endswith(
         "error: diverged at epoch 1, step 2 (loss is not finite): try a smaller --lr\n"
@@ -858,10 +855,8 @@ def test_run_cli_diverged_is_one_line_exit_3(capsys):
 
 def test_result_line():
     info = fake_logging_info(1.0)
-    assert train_common.result_line(0.51234, info) == "test accuracy 0.5123 (best epoch 1)"
-    assert train_common.result_line(None, train_common.new_logging_info()) == (
-        "no test accuracy (no epoch finished)"
-    )
+    assert runlog.result_line(0.51234, info) == "test accuracy 0.5123 (best epoch 1)"
+    assert runlog.result_line(None, runlog.new_logging_info()) == ("no test accuracy (no epoch finished)")
 
 
 # ---------------------------------------------------------------- figures
@@ -873,11 +868,11 @@ def figure_lines(fig):
 
 @pytest.mark.parametrize("epochs", [1, 3, 30])
 def test_loss_curve_has_markers_and_integer_epoch_ticks(epochs):
-    info = train_common.new_logging_info()
+    info = runlog.new_logging_info()
     for e in range(epochs):
-        train_common.log_epoch(info, [2.0 - 0.01 * e] * 4, 3, 4, 0.5, 1.0)
+        runlog.log_epoch(info, [2.0 - 0.01 * e] * 4, 3, 4, 0.5, 1.0)
     info["best_epoch"] = 1
-    fig = train_common.loss_curve_figure(info, "title")
+    fig = plots.loss_curve_figure(info, "title")
     for line in figure_lines(fig):  # a curve of one point is only visible as a marker
         if len(line.get_xdata()) <= 100:  # a long per-batch curve is seen without (and hidden with) them
             assert line.get_marker() not in (None, "", "None", " "), line.get_label()
@@ -888,10 +883,10 @@ def test_loss_curve_has_markers_and_integer_epoch_ticks(epochs):
 
 
 def test_loss_curve_of_a_run_that_diverged_before_any_epoch_finished():
-    info = train_common.new_logging_info()
+    info = runlog.new_logging_info()
     info["batches_per_epoch"] = 15
-    train_common.mark_diverged(info, 1, 2, [2.5, math.inf])
-    fig = train_common.loss_curve_figure(info, train_common.run_title(RUN_ARGS, None, info))
+    runlog.mark_diverged(info, 1, 2, [2.5, math.inf])
+    fig = plots.loss_curve_figure(info, output.run_title(RUN_ARGS, None, info))
     assert "diverged at epoch 1, step 2" in fig._suptitle.get_text()
     (per_batch,) = [line for line in fig.axes[0].get_lines() if line.get_label() == "per batch"]
     assert list(per_batch.get_xdata()) == [1 / 15, 2 / 15]
@@ -903,7 +898,7 @@ def io_png(fig):
     import io
 
     buffer = io.BytesIO()
-    train_common.png_writer(fig)(buffer)
+    output.png_writer(fig)(buffer)
     return buffer.getvalue()
 
 
@@ -914,7 +909,7 @@ def test_weights_figure_draws_each_unit_channel_major_and_rescaled_to_its_own_ra
     images[2, 1:, 0, 0] = 0.0
     images[2] = images[2] * 1000.0 - 7.0  # ...whatever the scale of its weights
     weight = images.reshape(5, 3072)  # a row of 3072 as the first Linear layer holds it
-    fig = train_common.weights_figure(weight)
+    fig = plots.weights_figure(weight)
     mosaic = np.asarray(fig.axes[0].get_images()[0].get_array())
     n_cols, gap = 3, 2  # ceil(sqrt(5)) columns of 32 + 2 pixels, a gap of 2 before the first
     for unit in range(5):
@@ -933,25 +928,26 @@ def test_weights_figure_copes_with_constant_and_non_finite_units():
     weight[1, :10] = np.nan
     weight[2, 0] = np.inf
     weight[2, 1] = 1.0
-    fig = train_common.weights_figure(weight)
+    fig = plots.weights_figure(weight)
     mosaic = np.asarray(fig.axes[0].get_images()[0].get_array())
     assert np.isfinite(mosaic).all() and mosaic.min() >= 0.0 and mosaic.max() <= 1.0
     assert io_png(fig).startswith(PNG)
     with pytest.raises(ValueError, match="3072"):
-        train_common.weights_figure(np.zeros((3, 100)))
+        plots.weights_figure(np.zeros((3, 100)))
 
 
 def test_save_run_writes_the_first_layer_figure_and_the_divergence(tmp_path):
     info = fake_logging_info(1.0)
     weight = np.random.default_rng(0).normal(size=(4, 3072)).astype(np.float32)
-    train_common.save_run(tmp_path, RUN_ARGS, info, 0.5, lambda f: f.write(b"m"), "m.bin", weight)
+    output.save_run({**RUN_ARGS, "output_dir": tmp_path}, info, 0.5, lambda f: f.write(b"m"), weight, "m.bin")
     assert sorted(os.listdir(tmp_path)) == ["first_layer_weights.png", "log.json", "loss_curve.png", "m.bin"]
     assert (tmp_path / "first_layer_weights.png").read_bytes().startswith(PNG)
     assert json.loads((tmp_path / "log.json").read_text())["diverged"] is False
 
-    info = train_common.new_logging_info()
-    train_common.mark_diverged(info, 1, 1, [math.nan])
-    train_common.save_run(tmp_path / "d", RUN_ARGS, info, None, lambda f: f.write(b"m"), "m.bin", weight)
+    info = runlog.new_logging_info()
+    runlog.mark_diverged(info, 1, 1, [math.nan])
+    args = {**RUN_ARGS, "output_dir": tmp_path / "d"}
+    output.save_run(args, info, None, lambda f: f.write(b"m"), weight, "m.bin")
     log = json.loads((tmp_path / "d" / "log.json").read_text())  # strict JSON: nan written as null
     assert log["diverged"] is True and log["test_accuracy"] is None
     assert log["logging_info"]["batch_loss"] == [None]

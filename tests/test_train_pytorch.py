@@ -31,10 +31,10 @@ from torch import nn  # noqa: E402
 import cifar10_utils  # noqa: E402
 import mlp_numpy  # noqa: E402
 import mlp_pytorch  # noqa: E402
-import train_common  # noqa: E402
 import train_mlp_pytorch as tp  # noqa: E402
 from mlp_pytorch import MLP  # noqa: E402
 from modules import CrossEntropyModule, LinearModule  # noqa: E402
+from support import cli, device_loader, output, runlog, torch_device  # noqa: E402
 
 HIDDEN, LR, BATCH, EPOCHS = [16], 0.1, 32, 2
 BATCHES_PER_EPOCH = N_TRAIN // BATCH
@@ -162,7 +162,7 @@ def spy_loaders(monkeypatch):
     calls, a list of {"args", "kwargs", "labels"} per call, and nan_at, the batches to poison.
     NumPy's host loader is refused: train() must use the device-resident one."""
     spy = types.SimpleNamespace(calls=[], nan_at=set())
-    original = cifar10_utils.get_device_loaders
+    original = device_loader.get_device_loaders
 
     def get_device_loaders(*args, **kwargs):
         result = original(*args, **kwargs)
@@ -174,7 +174,7 @@ def spy_loaders(monkeypatch):
     def no_host_loader(*args, **kwargs):
         raise AssertionError("train() used the host loader (cifar10_utils.get_dataloader)")
 
-    monkeypatch.setattr(cifar10_utils, "get_device_loaders", get_device_loaders)
+    monkeypatch.setattr(tp, "get_device_loaders", get_device_loaders)
     monkeypatch.setattr(cifar10_utils, "get_dataloader", no_host_loader)
     return spy
 
@@ -292,15 +292,15 @@ def test_repr_and_device():
 
 
 def test_select_device():
-    assert mlp_pytorch.select_device("cpu") == torch.device("cpu")
-    assert mlp_pytorch.select_device("auto") == torch.device("cuda" if CUDA else "cpu")
-    assert mlp_pytorch.select_device() == mlp_pytorch.select_device("auto")
+    assert torch_device.select_device("cpu") == torch.device("cpu")
+    assert torch_device.select_device("auto") == torch.device("cuda" if CUDA else "cpu")
+    assert torch_device.select_device() == torch_device.select_device("auto")
 
 
 @pytest.mark.skipif(CUDA, reason="CUDA is available here")
 def test_select_device_cuda_without_cuda_is_a_clear_value_error():
     with pytest.raises(ValueError, match="CUDA"):
-        mlp_pytorch.select_device("cuda")
+        torch_device.select_device("cuda")
 
 
 # ---------------------------------------------------------------- accuracy and evaluate_model
@@ -653,7 +653,7 @@ def test_divergence_is_recorded_at_its_first_step_and_the_best_epoch_returned(
         epoch_callback=lambda m, epoch: epochs_seen.append(epoch),
     )  # fmt: skip
     assert info["diverged"] is True and info["diverged_at"] == {"epoch": 2, "step": 7}
-    assert train_common.divergence_message(info).startswith("diverged at epoch 2, step 7")
+    assert runlog.divergence_message(info).startswith("diverged at epoch 2, step 7")
     assert len(info["batch_loss"]) == BATCHES_PER_EPOCH + 7
     assert np.isnan(info["batch_loss"][-1]) and np.isfinite(info["batch_loss"][:-1]).all()
     assert len(val_accuracies) == len(info["train_loss"]) == 1 and info["best_epoch"] == 1
@@ -661,7 +661,7 @@ def test_divergence_is_recorded_at_its_first_step_and_the_best_epoch_returned(
     assert not model.training
     assert all(torch.isfinite(p).all() for p in model.parameters())  # epoch 1's model, not the current one
     cifar10 = cifar10_utils.get_cifar10(data_dir)
-    test_loader = cifar10_utils.get_device_loaders(cifar10, 1000, torch.device("cpu"), 0)["test"]
+    test_loader = device_loader.get_device_loaders(cifar10, 1000, torch.device("cpu"), 0)["test"]
     assert test_accuracy == tp.evaluate_model(model, test_loader)
     if check_every == 1:
         assert len(spy_loaders.calls[0]["labels"]) == BATCHES_PER_EPOCH + 7  # stopped at once
@@ -757,7 +757,7 @@ def run_main(args, monkeypatch, capsys):
     """main() as the script runs it, in this process: (exit code, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", [SCRIPT, *args])
     try:
-        train_common.run_cli(tp.main, freeze_gc=False)  # this process is pytest's
+        cli.run_cli(tp.main, freeze_gc=False)  # this process is pytest's
         rc = 0
     except SystemExit as e:
         rc = e.code
@@ -805,8 +805,8 @@ def test_cli_writes_log_curves_and_model(cli_runs, train_once, data_dir):
 
 def test_loss_curve_title_names_batch_norm():
     args = {"framework": "PyTorch", "hidden_dims": [128], "lr": 0.1, "batch_size": 128, "seed": 42}
-    assert "batch norm" not in train_common.run_title({**args, "use_batch_norm": False}, 0.5)
-    assert "MLP [128] with batch norm," in train_common.run_title({**args, "use_batch_norm": True}, 0.5)
+    assert "batch norm" not in output.run_title({**args, "use_batch_norm": False}, 0.5)
+    assert "MLP [128] with batch norm," in output.run_title({**args, "use_batch_norm": True}, 0.5)
 
 
 def test_cli_default_output_dir_names_the_model(cli_runs):
@@ -870,7 +870,7 @@ def test_cli_divergence_saves_the_log_and_exits_3(data_dir, tmp_path, monkeypatc
     assert rc == 3
     log = json.loads((out / "log.json").read_text())
     assert log["diverged"] is True and log["logging_info"]["diverged"] is True
-    assert stderr == f"{SCRIPT}: error: {train_common.divergence_message(log['logging_info'])}\n"
+    assert stderr == f"{SCRIPT}: error: {runlog.divergence_message(log['logging_info'])}\n"
     assert "diverged at epoch 1, step" in stderr and "--lr" in stderr
     assert log["test_accuracy"] is None and log["logging_info"]["batch_loss"][-1] is None  # not finite: null
     assert sorted(os.listdir(out)) == sorted(OUTPUT_FILES)

@@ -27,17 +27,19 @@ import numpy as np
 import torch
 from torch import nn
 
-import cifar10_utils
-import compare_batch_norm
-import mlp_pytorch
-import train_common
-import train_mlp_numpy
-from mlp_numpy import MLP as NumpyMLP
-from modules import CrossEntropyModule
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root
+sys.path.insert(0, HERE)  # the course files
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import cifar10_utils  # noqa: E402
+import compare_batch_norm  # noqa: E402
+import mlp_pytorch  # noqa: E402
+import optim  # noqa: E402
+from mlp_numpy import MLP as NumpyMLP  # noqa: E402
+from modules import CrossEntropyModule  # noqa: E402
+from support import checks, cli, output  # noqa: E402
+from support.device_loader import get_device_loaders  # noqa: E402
 
-# The default run of SPEC.md: both trainers' command-line defaults.
+# The assignment's default run: both trainers' command-line defaults.
 HIDDEN, LR, BATCH, EPOCHS = [128], 0.1, 128, 10
 # A ratio is the median over many short pairs of blocks: on a loaded machine the speed changes
 # within a second, and short alternating blocks see the same conditions more often than long ones.
@@ -47,14 +49,13 @@ LOADER_BATCHES = 20  # batches per timed block of a data pipeline
 POOL = 16  # distinct batches the step loops cycle through (25 MB of float32 images)
 GEMM_SIZE = {"cpu": 2048, "cuda": 4096}  # square matrices large enough for the best rate
 
-# key -> (comparison, bound): the targets of issue 14 (the batch-norm one of issue 12, and the
-# layout rule of issue 11)
+# key -> (comparison, bound): the project's speed targets
 TARGETS = {
     "numpy_step_vs_matmuls": ("<=", 1.25),
     "numpy_run_vs_steps": ("<=", 1.3),
     "numpy_run_peak_rss_vs_data": ("<=", 2.5),
     "torch_step_vs_matmuls": ("<=", 1.2),
-    "numpy_bn_step_vs_step": ("<=", 1.3),  # issue 12: batch norm costs at most 30 % more per step
+    "numpy_bn_step_vs_step": ("<=", 1.3),  # batch norm costs at most 30 % more per step
     "loader_speedup_vs_course_pipeline": (">=", 20.0),
     "study_vs_flop_bound": ("<=", 1.5),
     # a memory-layout trick earns its place only when it is at least 10 % faster
@@ -242,18 +243,19 @@ def numpy_model(layout, use_batch_norm=False):
 
 def numpy_step(model, batches):
     """One training step as train_mlp_numpy runs it: forward, loss, backward, SGD update, the
-    lines of its training loop (which has no step function of its own) with its sgd_step. The
+    lines of its training loop (which has no step function of its own) with optim.SGD. The
     trainer's bookkeeping (the loss as a float, the correct count) is not part of a step; the
     run's ratio to its steps counts it with the rest."""
     loss = CrossEntropyModule()
     pool = itertools.cycle(batches)
+    sgd = optim.SGD(model.layers, lr=LR)
 
     def step():
         x, y = next(pool)
         probs = model.forward(x)
         loss.forward(probs, y)
         model.backward(loss.backward(probs, y))
-        train_mlp_numpy.sgd_step(model, LR)
+        sgd.step()
 
     return step
 
@@ -269,8 +271,8 @@ def numpy_products(model, batches, passes=("forward", "backward")):
 
 
 def measure_numpy_steps(batches, repeats):
-    """Pairs of the default NumPy step: over its products; with batch norm over without (issue
-    12's speed line); column-major over row-major weights (issue 11's layout rule)."""
+    """Pairs of the default NumPy step: over its products; with batch norm over without (the batch
+    norm speed line); column-major over row-major weights (the layout rule)."""
     cpu = torch.device("cpu")
     row_major = numpy_model("C")
     step = numpy_step(row_major, batches)
@@ -420,7 +422,7 @@ def measure_loaders(data, device, repeats):
         CourseDataset(data["train"]), BATCH, shuffle=True, generator=generator
     )
     host = cifar10_utils.get_dataloader(data, BATCH, return_numpy=True, seed=0)["train"]
-    on_device = cifar10_utils.get_device_loaders(data, BATCH, device, seed=0)["train"]
+    on_device = get_device_loaders(data, BATCH, device, seed=0)["train"]
     cpu, pairs = torch.device("cpu"), repeats * PAIRS_PER_REPEAT
     numpy_pair = paired(draw_batches(course, cpu), draw_batches(host, cpu), 1, pairs, cpu)
     course_to_device = draw_batches(course, device, to_device=True)
@@ -508,7 +510,7 @@ def numpy_step_parts(batches, repeats):
             layer.backward(g, input_grad=False) if first else layer.backward(g)
         )
     parts["cross-entropy forward + backward"] = lambda: (loss.forward(out, y), loss.backward(out, y))
-    parts["SGD update"] = lambda: train_mlp_numpy.sgd_step(model, 0.0)  # lr 0: same work, weights kept
+    parts["SGD update"] = optim.SGD(model.layers, lr=0.0).step  # lr 0: the same work, weights kept
     return time_parts(parts, STEPS_PER_BLOCK, repeats * PAIRS_PER_REPEAT, torch.device("cpu"))
 
 
@@ -717,7 +719,7 @@ def print_report(results, context, repeats, breakdown=None, markdown=False):
 
 
 def parse_args(argv=None):
-    parser = train_common.OneLineParser(description=__doc__.splitlines()[0])
+    parser = cli.OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default=cifar10_utils.default_data_dir(), help="CIFAR-10 directory")
     parser.add_argument("--json", help="also write the figures as one JSON object to this file")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device of the torch parts")
@@ -742,7 +744,7 @@ def check_json_path(path):
     `path`: checked before any measurement, so a typo does not cost a run of many minutes."""
     directory, name = os.path.split(os.path.abspath(path))
     try:
-        train_common.check_output_dir(directory, filenames=(name,))
+        checks.check_output_dir(directory, filenames=(name,))
     except ValueError as e:
         raise ValueError(f"--json {path}: {e}") from None
 
@@ -764,9 +766,9 @@ def main(argv=None, study_epochs=None):
     print_report(results, context, args.repeats, breakdown, args.markdown)
     if args.json is not None:
         # atomically: an interrupt or a full disk leaves the old file (or none), never half of one
-        train_common.write_json(args.json, results)
+        output.write_json(args.json, results)
     return results
 
 
 if __name__ == "__main__":
-    train_common.run_cli(main, freeze_gc=False)
+    cli.run_cli(main, freeze_gc=False)

@@ -20,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import PNG, REPO_ROOT, write_fake_cifar
 
 import cifar10_utils
 import compare_batch_norm as cbn
-import mlp_pytorch
-import train_common
 import train_mlp_pytorch
+from support import output, study_config
+from support.cli import run_cli as support_run_cli
 
 N_PER_BATCH, N_TEST = 1026, 100
 N_VAL = 5000  # train() uses get_cifar10's default validation_size
@@ -150,7 +149,7 @@ def test_results_file_holds_every_run(tiny_study):
     runs = results["runs"]
     assert len(runs) == 16 and {key(r) for r in runs} == planned(TINY)
     for run in runs:
-        assert set(run) >= cbn.RUN_FIELDS, cbn.RUN_FIELDS - set(run)
+        assert set(run) >= study_config.RUN_FIELDS, study_config.RUN_FIELDS - set(run)
         assert (run["epochs"], run["batch_size"], run["batch_norm"]) == (1, BATCH, "torch")
         stats = run["layer_stats"]
         assert stats["images"] == 500 and stats["epochs"][0] == 0
@@ -212,7 +211,7 @@ def test_paired_arms_share_initial_weights(tiny_study):
 
 def test_paired_arms_see_the_same_batches(monkeypatch, data_dir, tmp_path):
     """The labels of every training batch, recorded inside the study's runs, match between the arms."""
-    seen, real = [], cifar10_utils.get_device_loaders
+    seen, real = [], train_mlp_pytorch.get_device_loaders
 
     class Recorder:
         def __init__(self, loader):
@@ -236,81 +235,12 @@ def test_paired_arms_see_the_same_batches(monkeypatch, data_dir, tmp_path):
             loaders["train"] = Recorder(loaders["train"])
         return loaders
 
-    monkeypatch.setattr(cifar10_utils, "get_device_loaders", recording)
+    monkeypatch.setattr(train_mlp_pytorch, "get_device_loaders", recording)
     settings = {**TINY, "architectures": [[8]], "lrs": [0.05], "seeds": [3], "epochs": 2}
     cbn.train_models(os.fspath(tmp_path / "r.json"), data_dir=data_dir, progress=False, **settings)
     assert len(seen) == 2 and len(seen[0]) == 2 * (130 // BATCH)
     assert seen[0] == seen[1]
     assert seen[0][0] != seen[0][len(seen[0]) // 2], "the second epoch repeated the first's order"
-
-
-def test_statistics_leave_the_run_unchanged(data_dir):
-    """The epoch_callback restores batch norm's running statistics and the mode: same losses."""
-    args = ([16, 8], 0.05, True, BATCH, 2, 5, data_dir)
-    statistics = cbn.LayerStatistics(data_dir, 200)
-    with_stats = train_mlp_pytorch.train(*args, progress=False, log_epochs=False, epoch_callback=statistics)
-    plain = train_mlp_pytorch.train(*args, progress=False, log_epochs=False)
-    assert with_stats[3]["batch_loss"] == plain[3]["batch_loss"]
-    assert with_stats[1] == plain[1] and with_stats[2] == plain[2]
-    record = statistics.record()["layer_stats"]
-    assert record["epochs"] == [0, 1, 2] and record["images"] == 200
-
-
-# ---------------------------------------------------------------- the layer statistics
-
-
-def test_layer_statistics_by_hand():
-    torch.manual_seed(0)
-    model = mlp_pytorch.MLP(6, [5, 4], 3, use_batch_norm=True)
-    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
-    with torch.no_grad():
-        model.layers[1].bias[0] = -5.0  # beta -5: unit 0's normalised input < 0 for every image, a dead ReLU
-        model.layers[1].running_mean += 0.3  # not used in train mode, and left as it was
-    buffers = {k: v.clone() for k, v in model.named_buffers()}
-    model.eval()
-    stats = cbn.layer_statistics(model, x, y)
-    assert not model.training, "the mode was not restored"
-    for k, v in model.named_buffers():
-        assert torch.equal(v, buffers[k]), f"{k} changed"
-    assert all(p.grad is None for p in model.parameters()), ".grad was written"
-
-    # the same by hand, in train mode (batch statistics), after the checks above
-    model.train()
-    z1 = model.layers[0](x)
-    a1 = model.layers[1](z1)
-    h1 = torch.relu(a1)
-    z2 = model.layers[3](h1)
-    a2 = model.layers[4](z2)
-    logits = model.layers[6](torch.relu(a2))
-    loss = torch.nn.functional.cross_entropy(logits, y)
-    grads = torch.autograd.grad(loss, [m.weight for m in model.linears()])
-    assert stats["loss"] == pytest.approx(loss.item(), rel=1e-6)
-    layer = stats["layers"][0]
-    assert layer["linear_std"] == pytest.approx(z1.std(correction=0).item(), rel=1e-5)
-    assert layer["preact_mean"] == pytest.approx(a1.mean().item(), abs=1e-5)
-    assert layer["preact_std"] == pytest.approx(a1.std(correction=0).item(), rel=1e-5)
-    assert layer["dead_fraction"] == pytest.approx(1 / 5)  # unit 0 only
-    assert layer["zero_fraction"] == pytest.approx((h1 == 0).float().mean().item())
-    assert layer["zero_fraction"] > 0.2  # the dead unit and the negative half of the others
-    for i, (grad, linear) in enumerate(zip(grads, model.linears(), strict=True)):
-        assert stats["layers"][i]["weight_grad_norm"] == pytest.approx(grad.norm().item(), rel=1e-5)
-        assert stats["layers"][i]["weight_norm"] == pytest.approx(linear.weight.norm().item(), rel=1e-6)
-    assert len(stats["layers"]) == 3 and set(stats["layers"][2]) == {
-        "linear_std",
-        "weight_norm",
-        "weight_grad_norm",
-    }
-
-
-def test_weights_fingerprint_follows_the_linear_weights():
-    torch.manual_seed(1)
-    a = mlp_pytorch.MLP(6, [5], 3)
-    torch.manual_seed(1)
-    b = mlp_pytorch.MLP(6, [5], 3, use_batch_norm=True)
-    assert cbn.weights_fingerprint(a) == cbn.weights_fingerprint(b)
-    with torch.no_grad():
-        b.linears()[1].bias[0] += 1e-6
-    assert cbn.weights_fingerprint(a) != cbn.weights_fingerprint(b)
 
 
 # ---------------------------------------------------------------- reusing runs
@@ -493,69 +423,6 @@ def test_lock_on_the_command_line(tmp_path, monkeypatch):
     assert "results in" in out and not os.path.exists(f"{results}.lock")
 
 
-# ---------------------------------------------------------------- statistics
-
-
-def t_cdf(t, df):
-    """P(T <= t) for Student's t with df degrees of freedom, by integrating its density."""
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-    x = np.linspace(0, t, 200_001)
-    density = c * (1 + x**2 / df) ** (-(df + 1) / 2)
-    return 0.5 + float(np.sum((density[1:] + density[:-1]) / 2 * np.diff(x)))
-
-
-@pytest.mark.parametrize("df", [*range(1, 31), 31, 45, 100, 1000])
-def test_t_quantiles(df):
-    assert t_cdf(cbn.t_quantile_975(df), df) == pytest.approx(0.975, abs=2e-5)
-
-
-def test_mean_ci():
-    mean, half = cbn.mean_ci([0.01, 0.02, 0.03])
-    assert mean == pytest.approx(0.02) and half == pytest.approx(4.3027 * 0.01 / math.sqrt(3))
-    assert cbn.mean_ci([0.5]) == (0.5, None)
-
-
-def make_run(dims, bn, lr, seed, test, diverged=False):
-    return {
-        "hidden_dims": list(dims),
-        "use_batch_norm": bn,
-        "lr": lr,
-        "seed": seed,
-        "test_accuracy": None if diverged else test,
-        "diverged": diverged,
-    }
-
-
-def test_paired_differences_by_hand():
-    settings = {"architectures": [[8], [16]], "lrs": [0.1, 1.0], "seeds": [1, 2, 3]}
-    diffs = {1: 0.01, 2: 0.03, 3: 0.02}
-    runs = []
-    for seed, d in diffs.items():
-        runs += [
-            make_run([8], False, 0.1, seed, 0.40 + seed / 100),
-            make_run([8], True, 0.1, seed, 0.40 + seed / 100 + d),
-        ]
-        runs += [make_run([16], False, 0.1, seed, 0.5), make_run([16], True, 0.1, seed, 0.5 - d)]
-        runs += [
-            make_run([8], False, 1.0, seed, 0.3, diverged=seed == 2),
-            make_run([8], True, 1.0, seed, 0.35),
-        ]
-    runs += [make_run([16], False, 1.0, 1, 0.3)]  # its pair not trained yet
-    rows, pooled = cbn.paired_differences(runs, settings)
-    by = {(r["dims"], r["lr"]): r for r in rows}
-    r = by[(8,), 0.1]
-    assert r["diffs"] == pytest.approx([0.01, 0.03, 0.02]) and r["mean"] == pytest.approx(0.02)
-    assert r["half"] == pytest.approx(4.3027 * 0.01 / math.sqrt(3))
-    assert by[(16,), 0.1]["mean"] == pytest.approx(-0.02)
-    r = by[(8,), 1.0]
-    assert r["seeds"] == [1, 3] and r["diverged"] == {"no BN": [2], "BN": []}
-    assert r["mean"] == pytest.approx(0.05) and r["half"] == pytest.approx(12.7062 * 0.0 / math.sqrt(2))
-    assert by[(16,), 1.0]["missing"] == [1, 2, 3] and by[(16,), 1.0]["mean"] is None
-    # pooled over the two complete configurations: per seed (d - d) / 2 = 0
-    assert pooled["configurations"] == 2 and len(pooled["excluded"]) == 2
-    assert pooled["per_seed"] == pytest.approx([0, 0, 0]) and pooled["mean"] == pytest.approx(0)
-
-
 # ---------------------------------------------------------------- figures and tables
 
 
@@ -661,7 +528,7 @@ def test_plot_results_of_an_interrupted_study(monkeypatch, tmp_path):
 
 def test_plot_results_refuses_a_file_without_runs(tmp_path):
     path = tmp_path / "r.json"
-    train_common.write_json(path, {"settings": cbn.study_settings(), "runs": []})
+    output.write_json(path, {"settings": cbn.study_settings(), "runs": []})
     with pytest.raises(ValueError, match=re.escape(os.fspath(path))):
         cbn.plot_results(os.fspath(path), os.fspath(tmp_path / "figures"))
     assert not (tmp_path / "figures").exists()
@@ -766,7 +633,7 @@ def cli(args, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["compare_batch_norm.py", *args])
     capsys.readouterr()
     try:
-        train_common.run_cli(cbn.main, freeze_gc=False)
+        support_run_cli(cbn.main, freeze_gc=False)
         code = 0
     except SystemExit as e:
         code = e.code

@@ -21,7 +21,7 @@ from conftest import REPO_ROOT
 NUMPY, TORCH = "train_mlp_numpy.py", "train_mlp_pytorch.py"
 MODEL_FILE = {NUMPY: "model.npz", TORCH: "model.pt"}
 SCRIPTS = [NUMPY, TORCH]
-RUN_FILES = {"log.json", "loss_curve.png", "first_layer_weights.png"}
+RUN_FILES = {"log.json", "loss_curve.png", "first_layer_weights.png", "confusion_matrix.png"}
 
 # Run a trainer with os.replace failing as on a full disk for every file under $FAIL_SAVE_UNDER:
 # the save fails after training, at the step that would put the first finished file in place.

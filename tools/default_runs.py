@@ -42,7 +42,9 @@ def run_once(framework, use_batch_norm, seed, data_dir):
         command = [sys.executable, f"train_mlp_{framework}.py", "--seed", str(seed), "--output_dir", out]
         command += ["--no_progress"] + (["--use_batch_norm"] if use_batch_norm else [])
         command += ["--data_dir", data_dir] if data_dir else []
-        subprocess.run(command, cwd=HERE, check=True, stdout=subprocess.DEVNULL)
+        done = subprocess.run(command, cwd=HERE, stdout=subprocess.DEVNULL)
+        if done.returncode not in (0, 3):  # 3: the run diverged, and its log is saved
+            sys.exit(f"{' '.join(command)} failed with exit code {done.returncode}")
         with open(os.path.join(out, "log.json")) as f:
             log = json.load(f)
     return {
@@ -50,7 +52,8 @@ def run_once(framework, use_batch_norm, seed, data_dir):
         "use_batch_norm": use_batch_norm,
         "seed": seed,
         "test_accuracy": log["test_accuracy"],
-        "best_epoch": log["logging_info"]["best_epoch"],
+        "best_epoch": log["logging_info"].get("best_epoch"),
+        "diverged": log["diverged"],
         "threads": os.environ.get("OMP_NUM_THREADS", f"unset ({os.cpu_count()} cores)"),
         "cpu": cpu_model(),
         "numpy": np.__version__,
@@ -72,10 +75,13 @@ def table(runs, threads):
         group = [
             r for r in runs if (r["framework"], r["use_batch_norm"], r["threads"]) == (framework, bn, threads)
         ]
-        accuracies = [r["test_accuracy"] for r in group]
+        accuracies = [r["test_accuracy"] for r in group if not r["diverged"]]
+        diverged = [r["seed"] for r in group if r["diverged"]]
         seed42 = next(r for r in group if r["seed"] == 42)
         command = f"`python train_mlp_{framework}.py{' --use_batch_norm' if bn else ''}`"
         spread = f"{statistics.mean(accuracies):.4f} ± {statistics.stdev(accuracies):.4f} ({len(accuracies)})"
+        if diverged:
+            spread += f"; seed {', '.join(map(str, diverged))} diverged"
         lines.append(f"| {command} | {spread} | {seed42['test_accuracy']:.4f} ({seed42['best_epoch']}) |")
     return "\n".join(lines)
 
@@ -108,13 +114,16 @@ def main():
     done = {key(r) for r in runs}
     for seed in args.seeds:
         for framework, bn in CONFIGS:
+            threads = os.environ.get("OMP_NUM_THREADS", f"unset ({os.cpu_count()} cores)")
+            if (framework, bn, seed, threads) in done:
+                continue
             run = run_once(framework, bn, seed, args.data_dir)
             if key(run) not in done:
                 runs.append(run)
                 done.add(key(run))
                 write_json(args.results, {"command": "python tools/default_runs.py", "runs": runs})
             print(
-                f"{framework} bn={bn} seed={seed}: {run['test_accuracy']:.4f} ({run['best_epoch']})",
+                f"{framework} bn={bn} seed={seed}: {run['test_accuracy']} ({run['best_epoch']})",
                 flush=True,
             )
 

@@ -116,7 +116,8 @@ def test_three_tasks_merged_equal_one_process(data_dir, tmp_path):
     )
     first = (array.parent / "test_accuracy.md").read_text().splitlines()[0]
     assert first.startswith(
-        f"Made by `python compare_batch_norm.py --seeds 42 43 --epochs 1 --hidden_dims 16 --results array/results.json`:"
+        "Made by `python compare_batch_norm.py --seeds 42 43 --epochs 1 --hidden_dims 16 "
+        "--results array/results.json`:"
     )
     array_results, single_results = (strict_json(path.read_text()) for path in (array, single))
     assert array_results["settings"] == single_results["settings"] == TINY_SETTINGS

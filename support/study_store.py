@@ -146,8 +146,8 @@ def gather(results, runs):
     others (kept for reuse, as the file keeps earlier studies' runs). Returns how many it added."""
     known = {run_key(run) for run in results["runs"]}
     new = {run_key(run): run for run in runs if run_key(run) not in known}
-    order = [k for k in map(run_key, planned_runs(results["settings"])) if k in new]
-    order += [k for k in new if k not in set(order)]
+    planned = [k for k in map(run_key, planned_runs(results["settings"])) if k in new]
+    order = planned + [k for k in new if k not in set(planned)]
     results["runs"] += [new[k] for k in order]
     return len(order)
 

@@ -28,6 +28,7 @@ import pytest
 from conftest import LABEL_NAMES, REPO_ROOT, dump_py2_pickle, write_batch, write_fake_cifar, write_meta
 
 import cifar10_utils as cu
+from support.device_loader import get_device_loaders
 
 # The constants of SPEC.md, written out here rather than taken from the module under test.
 MEAN = np.array([0.491, 0.482, 0.447])
@@ -312,7 +313,7 @@ def test_device_loaders_shapes_dtypes_devices_and_lengths(fake_cifar_dir):
     torch = pytest.importorskip("torch")
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
     n = {"train": N_TRAIN - VAL, "validation": VAL, "test": N_TEST}
-    loaders = cu.get_device_loaders(data, 32, "cpu", seed=0, eval_batch_size=7)
+    loaders = get_device_loaders(data, 32, "cpu", seed=0, eval_batch_size=7)
     assert set(loaders) == {"train", "validation", "test"}
     for name, loader in loaders.items():
         assert loader.dataset is data[name] and len(loader.dataset) == n[name]
@@ -330,7 +331,7 @@ def test_device_loaders_shapes_dtypes_devices_and_lengths(fake_cifar_dir):
             assert len(loader) == -(-n[name] // 7)
             assert sum(sizes) == n[name] and all(s == 7 for s in sizes[:-1])
     # eval_batch_size defaults to batch_size
-    default = cu.get_device_loaders(data, 32, "cpu", seed=0)
+    default = get_device_loaders(data, 32, "cpu", seed=0)
     assert [len(y) for _, y in default["test"]] == [32, N_TEST - 32]
 
 
@@ -338,7 +339,7 @@ def test_device_loader_holds_its_own_copy_and_never_reads_the_host_arrays(fake_c
     torch = pytest.importorskip("torch")
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
     expected = {name: (split.images.copy(), split.labels.copy()) for name, split in data.items()}
-    loaders = cu.get_device_loaders(data, 32, "cpu", seed=0)
+    loaders = get_device_loaders(data, 32, "cpu", seed=0)
     for name, loader in loaders.items():
         assert loader.images.dtype == torch.uint8 and loader.labels.dtype == torch.int64
         # what the loader needs is on the device: the host arrays can go, batches still come
@@ -357,7 +358,7 @@ def test_device_train_batches_same_seed_same_batches(fake_cifar_dir):
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
 
     def run(seed):
-        return device_epochs(cu.get_device_loaders(data, 32, "cpu", seed=seed)["train"], 3)
+        return device_epochs(get_device_loaders(data, 32, "cpu", seed=seed)["train"], 3)
 
     a, b = run(5), run(np.int64(5))
     for epoch_a, epoch_b in zip(a, b, strict=True):
@@ -373,7 +374,7 @@ def test_device_train_loader_new_permutation_each_epoch_covering_every_image_onc
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
     n = N_TRAIN - VAL  # 270 = 10 x 27: nothing dropped, so every epoch is a whole permutation
     orders = []
-    for batches in device_epochs(cu.get_device_loaders(data, 27, "cpu", seed=1)["train"], 3):
+    for batches in device_epochs(get_device_loaders(data, 27, "cpu", seed=1)["train"], 3):
         order = np.concatenate([split_rows(data["train"], x) for x, _ in batches])
         assert np.array_equal(np.sort(order), np.arange(n))
         assert np.array_equal(np.concatenate([y.numpy() for _, y in batches]), data["train"].labels[order])
@@ -381,7 +382,7 @@ def test_device_train_loader_new_permutation_each_epoch_covering_every_image_onc
     assert not np.array_equal(orders[0], np.arange(n)), "not shuffled"
     assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
     # with a batch size that does not divide the split: no repeats, the last partial batch dropped
-    for batches in device_epochs(cu.get_device_loaders(data, 32, "cpu", seed=1)["train"], 2):
+    for batches in device_epochs(get_device_loaders(data, 32, "cpu", seed=1)["train"], 2):
         order = np.concatenate([split_rows(data["train"], x) for x, _ in batches])
         assert len(order) == 8 * 32 and len(np.unique(order)) == len(order)
 
@@ -389,7 +390,7 @@ def test_device_train_loader_new_permutation_each_epoch_covering_every_image_onc
 def test_device_batches_equal_the_host_normalization_bit_for_bit(fake_cifar_dir):
     pytest.importorskip("torch")
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
-    for name, loader in cu.get_device_loaders(data, 32, "cpu", seed=3, eval_batch_size=16).items():
+    for name, loader in get_device_loaders(data, 32, "cpu", seed=3, eval_batch_size=16).items():
         for x, y in loader:
             rows = split_rows(data[name], x)
             assert np.array_equal(x.numpy(), cu.normalize(data[name].images[rows]))  # exactly, not approx
@@ -399,7 +400,7 @@ def test_device_batches_equal_the_host_normalization_bit_for_bit(fake_cifar_dir)
 def test_device_eval_loaders_in_order_and_complete(fake_cifar_dir):
     pytest.importorskip("torch")
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
-    loaders = cu.get_device_loaders(data, 32, "cpu", seed=0, eval_batch_size=16)
+    loaders = get_device_loaders(data, 32, "cpu", seed=0, eval_batch_size=16)
     for name in ("validation", "test"):
         for batches in device_epochs(loaders[name], 2):  # the same order every pass
             x = np.concatenate([x.numpy() for x, _ in batches])
@@ -414,7 +415,7 @@ def test_device_shuffling_is_independent_of_torch_manual_seed(fake_cifar_dir):
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
     assert cu.shuffle_seed(42) != 42 and cu.shuffle_seed(42) == cu.shuffle_seed(np.int64(42))
     assert len({cu.shuffle_seed(s) for s in (-1, 0, 1, 2**64 - 1)}) == 3  # -1 is 2**64 - 1 modulo 2**64
-    loader = cu.get_device_loaders(data, N_TRAIN - VAL, "cpu", seed=42)["train"]
+    loader = get_device_loaders(data, N_TRAIN - VAL, "cpu", seed=42)["train"]
     ((_, y),) = list(loader)
     same_stream = torch.randperm(N_TRAIN - VAL, generator=torch.Generator().manual_seed(42))
     assert not torch.equal(y, torch.as_tensor(data["train"].labels)[same_stream])
@@ -439,7 +440,7 @@ def test_device_loaders_refuse_bad_settings(fake_cifar_dir, kwargs):
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
     settings = {"batch_size": 32, "device": "cpu", "seed": 0, **kwargs}
     with pytest.raises(ValueError, match="seed" if "seed" in kwargs else "batch_size"):
-        cu.get_device_loaders(data, **settings)
+        get_device_loaders(data, **settings)
 
 
 def test_device_loaders_on_cuda(fake_cifar_dir):
@@ -447,8 +448,8 @@ def test_device_loaders_on_cuda(fake_cifar_dir):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     data = cu.get_cifar10(fake_cifar_dir, validation_size=VAL)
-    a = cu.get_device_loaders(data, 32, "cuda", seed=7, eval_batch_size=16)
-    b = cu.get_device_loaders(data, 32, "cuda", seed=7, eval_batch_size=16)
+    a = get_device_loaders(data, 32, "cuda", seed=7, eval_batch_size=16)
+    b = get_device_loaders(data, 32, "cuda", seed=7, eval_batch_size=16)
     assert a["train"].images.device.type == "cuda" and a["train"].generator.device.type == "cuda"
     for epoch_a, epoch_b in zip(device_epochs(a["train"], 2), device_epochs(b["train"], 2), strict=True):
         for (xa, ya), (xb, yb) in zip(epoch_a, epoch_b, strict=True):
@@ -601,7 +602,9 @@ except ImportError as e:
 else:
     raise SystemExit("torch loaders were built without torch")
 try:
-    cu.get_device_loaders(data, 32, "cpu", seed=0)
+    from support.device_loader import get_device_loaders
+
+    get_device_loaders(data, 32, "cpu", seed=0)
 except ImportError as e:
     print("device loaders:", type(e).__name__)
 else:
@@ -1255,7 +1258,7 @@ def test_real_data_skeleton_names_and_device_loaders():
     pytest.importorskip("torch")
     data = cu.read_data_sets(os.path.join(REAL_DATA_DIR, BATCHES))  # the folder itself works too
     assert data["train"].dataset.classes == CLASS_NAMES  # the official names, in label order
-    loaders = cu.get_device_loaders(data, 128, "cpu", seed=42, eval_batch_size=1000)
+    loaders = get_device_loaders(data, 128, "cpu", seed=42, eval_batch_size=1000)
     assert [len(loaders[k]) for k in ("train", "validation", "test")] == [45_000 // 128, 5, 10]
     start = 0
     for x, y in loaders["test"]:
@@ -1266,3 +1269,13 @@ def test_real_data_skeleton_names_and_device_loaders():
     assert start == 10_000
     x, y = next(iter(loaders["train"]))
     assert tuple(x.shape) == (128, 3, 32, 32) and len(np.unique(y.numpy())) > 5  # shuffled
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42, 2**31, 2**32 - 1])
+def test_the_numpy_trainers_32_bit_shuffling_seed_is_the_same_sequence_child(seed):
+    # the word the NumPy trainer drew before shuffle_seed served both trainers: its numbers stay
+    assert cu.shuffle_seed(seed, bits=32) == int(
+        np.random.SeedSequence(seed).spawn(2)[1].generate_state(1)[0]
+    )
+    bits64 = np.random.SeedSequence(seed).spawn(2)[1].generate_state(1, dtype=np.uint64)[0]
+    assert cu.shuffle_seed(seed) == int(bits64)

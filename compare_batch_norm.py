@@ -31,10 +31,11 @@ import os
 from tqdm import tqdm
 
 import cifar10_utils
-from support import checks, cli, output, study_cli, study_figures, study_tables
+from support import checks, cli, output, study_cli, study_figures, study_sweeps, study_tables
 from support.study_config import (
     DEFAULT_RESULTS,
     STUDIES,
+    SWEEP_STUDIES,
     check_runs,
     estimate_minutes,
     planned_runs,
@@ -134,10 +135,17 @@ def plot_results(results_filename, figure_dir=None):
         raise ValueError(f"{results_filename} holds no finished run of its study yet")
     settings = results["settings"]
     figure_dir = figure_dir or os.path.dirname(os.path.abspath(results_filename))
+    study = settings["study"]
+    if study in SWEEP_STUDIES:  # one setting swept across the normalisations
+        figures = {f"{study}.png": study_sweeps.sweep_figure(runs, settings)}
+        tables = {
+            f"{study}.md": study_sweeps.sweep_table(results, study_tables.made_by(results, results_filename))
+        }
+        return _write(figures, tables, figure_dir, study)
     lr = study_figures.figure_lr(settings)
     figures = {}
     tables = {"paired_differences.md": study_tables.paired_table(results, results_filename)}
-    if settings["study"] == "default":
+    if study == "default":
         figures["train_accuracy.png"] = study_figures.curves_figure(
             runs, settings, "train_accuracy", "training accuracy (mean over the epoch's batches)", lr
         )
@@ -152,14 +160,17 @@ def plot_results(results_filename, figure_dir=None):
         tables["lr_sweep.md"] = study_tables.sweep_table(results, results_filename)
     figures["layer_stats.png"] = study_figures.layer_stats_figure(runs, settings, lr)
     figures["first_steps_loss.png"] = study_figures.first_steps_figure(runs, settings, lr)
+    return _write(figures, tables, figure_dir, study)
+
+
+def _write(figures, tables, figure_dir, study):
+    """Figures and tables into figure_dir, in the order FIGURES lists them, as one set."""
     writers = {
         os.path.join(figure_dir, name): output.png_writer(fig, dpi=100) for name, fig in figures.items()
     }
     for name, text in tables.items():
         writers[os.path.join(figure_dir, name)] = _bytes_writer(text.encode())
-    writers = {
-        path: writers[path] for path in (os.path.join(figure_dir, n) for n in FIGURES[settings["study"]])
-    }
+    writers = {path: writers[path] for path in (os.path.join(figure_dir, n) for n in FIGURES[study])}
     output.atomic_write_all(writers)
     return list(writers)
 

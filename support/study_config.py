@@ -39,15 +39,53 @@ STUDIES = {
         "batch_norm": "torch",
         "stats_images": 500,
     },
+    # CS231n's batch-size experiment, layer norm the arm that does not depend on the batch. The lr
+    # scales linearly with the batch (0.1 at 128, "lr_reference_batch"); every run sees the same
+    # 4 epochs of images. 4 epochs keep the 54 runs within the hour on 2 CPU cores: batch 8 takes
+    # about 3x the time of an epoch at 128 (5,625 small steps); see docs/batch_norm_report.md.
+    "batch_size": {
+        "architectures": [[512, 256, 128]],
+        "lrs": [0.1],
+        "lr_reference_batch": 128,
+        "seeds": [42, 43, 44],
+        "batch_sizes": [8, 16, 32, 64, 128, 256],
+        "norms": ["none", "batch", "layer"],
+        "epochs": 4,
+        "batch_norm": "torch",
+        "stats_images": 500,
+    },
+    # CS231n's weight-scale experiment: every Linear's initial std a multiple of Kaiming's,
+    # 10^-2 .. 10^1 in half decades. 5 epochs: 42 runs in about 15 minutes on 2 CPU cores.
+    "init_scale": {
+        "architectures": [[512, 256, 128]],
+        "lrs": [0.1],
+        "seeds": [42, 43, 44],
+        "init_scales": [0.01, 0.0316, 0.1, 0.316, 1.0, 3.16, 10.0],
+        "norms": ["none", "batch"],
+        "epochs": 5,
+        "batch_size": 128,
+        "batch_norm": "torch",
+        "stats_images": 500,
+    },
 }
+SWEEP_STUDIES = ("batch_size", "init_scale")  # drawn by support/study_sweeps.py
 DEFAULT_RESULTS = {
     "default": os.path.join("results", "batch_norm", "results.json"),
     "extended": os.path.join("results", "batch_norm_extended", "results.json"),
+    "batch_size": os.path.join("results", "batch_norm_batch_size", "results.json"),
+    "init_scale": os.path.join("results", "batch_norm_init_scale", "results.json"),
 }
 # The list settings a study varies -> the run field each value goes to, outermost first: seeds
 # first, so an interrupted study has whole seeds finished; norms last, so the arms of a pair
 # (same seed, same weights, same batches) follow each other.
-AXES = {"seeds": "seed", "architectures": "hidden_dims", "lrs": "lr", "norms": "norm"}
+AXES = {
+    "seeds": "seed",
+    "architectures": "hidden_dims",
+    "lrs": "lr",
+    "batch_sizes": "batch_size",
+    "init_scales": "init_scale",
+    "norms": "norm",
+}
 NORMS = {"none": "without batch norm", "batch": "with batch norm", "layer": "with layer norm"}
 # The settings a run is keyed by: two runs that agree on all of them are the same run.
 KEY_FIELDS = (
@@ -58,6 +96,7 @@ KEY_FIELDS = (
     "seed",
     "epochs",
     "batch_size",
+    "init_scale",
     "batch_norm",
     "stats_images",
 )
@@ -99,6 +138,8 @@ def study_settings(study="default", **overrides):
     settings.update({k: v for k, v in overrides.items() if v is not None})
     settings["architectures"] = [[int(h) for h in dims] for dims in settings["architectures"]]
     settings["lrs"] = [float(lr) for lr in settings["lrs"]]
+    if "init_scales" in settings:
+        settings["init_scales"] = [float(v) for v in settings["init_scales"]]
     settings["seeds"] = [int(s) for s in settings["seeds"]]
     for name in AXES.keys() & settings.keys():
         values = [str(v) for v in settings[name]]
@@ -120,6 +161,9 @@ def planned_runs(settings):
     for values in itertools.product(*(settings[name] for name in axes)):
         run = {**shared, **{AXES[name]: value for name, value in zip(axes, values, strict=True)}}
         run["use_batch_norm"] = run["norm"] == "batch"
+        run.setdefault("init_scale", 1.0)
+        if "lr_reference_batch" in settings:  # the lr grows with the batch, linearly
+            run["lr"] = run["lr"] * run["batch_size"] / settings["lr_reference_batch"]
         runs.append({field: run[field] for field in KEY_FIELDS})
     return runs
 
@@ -133,6 +177,8 @@ def train_arguments(run):
     arguments = {k: run[k] for k in ("hidden_dims", "lr", "use_batch_norm", "batch_size", "epochs", "seed")}
     if run["norm"] == "layer":  # only then: the default keeps 2021's train() call
         arguments["use_layer_norm"] = True
+    if run["init_scale"] != 1.0:
+        arguments["init_scale"] = run["init_scale"]
     return {**arguments, "batch_norm": run["batch_norm"]}
 
 

@@ -30,6 +30,8 @@ FIGURES = {
         "layer_stats.png",
         "first_steps_loss.png",
     ],
+    "batch_size": ["batch_size.png", "batch_size.md"],
+    "init_scale": ["init_scale.png", "init_scale.md"],
 }
 COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
 

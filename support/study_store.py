@@ -22,7 +22,10 @@ from support.study_config import KEY_FIELDS, RUN_FIELDS, planned_runs, run_key, 
 
 # Settings and run fields that files written before them lack, and the value those files trained.
 LATER_SETTINGS = ("norms",)
-LATER_RUN_FIELDS = {"norm": lambda run: "batch" if run.get("use_batch_norm") else "none"}
+LATER_RUN_FIELDS = {
+    "norm": lambda run: "batch" if run.get("use_batch_norm") else "none",
+    "init_scale": lambda run: 1.0,
+}
 
 
 def load_results(results_filename):

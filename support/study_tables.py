@@ -37,7 +37,7 @@ def _one_architecture(settings):
     return len(architectures) == 1 and architectures != STUDIES[settings["study"]]["architectures"]
 
 
-def _made_by(results, results_filename):
+def made_by(results, results_filename):
     """The first lines of every table: the command that made it, and how complete the study is."""
     settings = results["settings"]
     runs = study_runs(results)
@@ -52,7 +52,8 @@ def _made_by(results, results_filename):
     devices = ", ".join(sorted({run.get("device", "?") for run in runs}))
     return (
         f"{line}: {settings['epochs']} epoch{'s' if settings['epochs'] > 1 else ''}, batch size "
-        f"{settings['batch_size']}, seeds {', '.join(map(str, settings['seeds']))}; trained on {devices}.\n\n"
+        f"{settings.get('batch_size', 'swept')}, seeds {', '.join(map(str, settings['seeds']))}; "
+        f"trained on {devices}.\n\n"
     )
 
 
@@ -73,7 +74,7 @@ def paired_table(results, results_filename):
     settings = results["settings"]
     rows, pooled = paired_differences(study_runs(results), settings)
     lines = [
-        _made_by(results, results_filename)
+        made_by(results, results_filename)
         + "Test accuracy of each run's best epoch (by validation accuracy). Without / with BN: the "
         "mean over that arm's finished runs. BN − no BN: the mean over the seeds whose two arms both "
         "finished of the paired difference (for a seed both arms start from the same Linear weights "
@@ -119,7 +120,7 @@ def accuracy_table(results, results_filename):
     """test_accuracy.md of the default study: one row per architecture x batch norm (at each lr)."""
     settings = results["settings"]
     lines = [
-        _made_by(results, results_filename)
+        made_by(results, results_filename)
         + "Mean ± sample standard deviation over seeds (none for one seed); test accuracy of each "
         "run's best epoch by validation accuracy.\n",
         "| hidden layers | batch norm | lr | seeds | test accuracy | best val. accuracy | "
@@ -144,7 +145,7 @@ def sweep_table(results, results_filename):
     """lr_sweep.md of the extended study: one row per architecture x batch norm x lr."""
     settings = results["settings"]
     lines = [
-        _made_by(results, results_filename)
+        made_by(results, results_filename)
         + "Over the seeds whose run did not diverge: last-epoch training accuracy (mean over the "
         "epoch's batches) and validation accuracy (mean, and min to max over seeds), their gap, "
         "and the test accuracy of each run's best epoch (mean ± sample standard deviation).\n",

@@ -228,15 +228,18 @@ def get_dataloader(dataset, batch_size, return_numpy=False, seed=None):
 
 
 def shuffle_seed(seed, bits=64):
-    """The seed of the shuffling generator, derived from the run's ``seed``: a ``bits``-bit word
-    (64 for torch's generator, 32 for NumPy's trainer) of child 1 of ``SeedSequence(seed)``,
-    whose child 0 draws the NumPy MLP's weights.
+    """The seed of the shuffling generator: a ``bits``-bit word (64 for torch's generator, 32 for the
+    NumPy trainer's) of child 1 of ``SeedSequence(seed)``; child 0 (``spawn_key=(0,)``) draws the
+    NumPy MLP's weights.
 
     A trainer seeds its weights with ``torch.manual_seed(seed)``; a shuffling
     generator seeded with the same number would start from the same state, so
     the two streams would not be independent. SeedSequence turns ``seed`` into
-    another, unrelated 64-bit number (negative seeds included: they are taken
+    another, unrelated number (negative seeds included: they are taken
     modulo 2**64, which keeps distinct seeds distinct).
     """
+    words = {64: np.uint64, 32: np.uint32}
+    if bits not in words:
+        raise ValueError(f"bits must be 32 or 64, got {bits!r}")
     sequence = np.random.SeedSequence(int(seed) % 2**64, spawn_key=(1,))
-    return int(sequence.generate_state(1, dtype={64: np.uint64, 32: np.uint32}[bits])[0])
+    return int(sequence.generate_state(1, dtype=words[bits])[0])

@@ -200,7 +200,9 @@ def arm_label(hidden_dims, norm):
 
 
 def run_label(run):
-    return f"{arm_label(run['hidden_dims'], run['norm'])}, lr {run['lr']:g}, seed {run['seed']}"
+    extra = f", batch {run['batch_size']}" if run["batch_size"] != 128 else ""
+    extra += f", init x{run['init_scale']:g}" if run.get("init_scale", 1.0) != 1.0 else ""
+    return f"{arm_label(run['hidden_dims'], run['norm'])}, lr {run['lr']:g}{extra}, seed {run['seed']}"
 
 
 def _n_weights(hidden_dims):

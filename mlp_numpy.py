@@ -2,33 +2,44 @@
 
 import numpy as np
 
-from modules import BatchNormModule, LinearModule, ReLUModule, SoftMaxModule
+from modules import (
+    BatchNormModule,
+    DropoutModule,
+    LayerNormModule,
+    LinearModule,
+    SoftMaxModule,
+    activation_by_name,
+)
 
 
 class MLP:
-    """(Linear -> [BatchNorm] -> ReLU) per hidden size, then Linear -> SoftMax.
+    """(Linear -> [BatchNorm | LayerNorm] -> activation -> [Dropout]) per hidden size, then Linear -> SoftMax.
 
     Args:
-        n_inputs: features per sample (3072 for CIFAR-10).
-        n_hidden: list of hidden sizes; [] gives multinomial logistic regression.
-        n_classes: number of classes C.
-        use_batch_norm: put a BatchNormModule between each hidden Linear and its ReLU.
+        n_inputs, n_hidden, n_classes: 3072 for CIFAR-10; hidden sizes ([]: logistic regression); C.
+        use_batch_norm / use_layer_norm: a BatchNorm / LayerNorm after each hidden Linear (not both).
         dtype: float64 by default (exact gradient checks); float32 for training speed.
-        rng: a np.random.Generator for the weights (default: NumPy's global RNG).
+        rng: a np.random.Generator for the weights and the dropout masks (default: NumPy's global RNG).
+        activation: "relu", "elu" (with alpha) or "leaky_relu" (with neg_slope).
+        dropout: p > 0 puts a DropoutModule(p) after each hidden activation.
 
     Attributes:
-        layers: every module, in the order forward applies them. An SGD step updates
-            each one that has ``params`` (the linear layers and the batch norms):
-            ``for layer in model.layers: if hasattr(layer, "params"): ...``.
+        layers: every module, in the order forward applies them. An SGD step updates each one
+            that has ``params``: ``for layer in model.layers: if hasattr(layer, "params"): ...``.
         linears: the LinearModules alone, first to last.
-        training: True at construction; train() and eval() set it, and with it
-            whether the batch norms use batch statistics or their running estimates.
+        training: True at construction; train() and eval() set it, and that of every batch norm and dropout.
 
     Shape:
         x (S, n_inputs) or (S, 3, 32, 32) -> class probabilities (S, C).
     """
 
-    def __init__(self, n_inputs, n_hidden, n_classes, use_batch_norm=False, dtype=np.float64, rng=None):
+    def __init__(self, n_inputs, n_hidden, n_classes, use_batch_norm=False, dtype=np.float64, rng=None, *,
+            activation="relu", alpha=1.0, neg_slope=0.01, use_layer_norm=False, dropout=0.0):  # fmt: skip
+        make_activation = activation_by_name(activation, alpha=alpha, neg_slope=neg_slope)
+        if use_batch_norm and use_layer_norm:
+            raise ValueError("batch norm and layer norm exclude each other: choose one")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         sizes = [n_inputs, *n_hidden, n_classes]
         self.n_inputs, self.use_batch_norm, self.dtype = n_inputs, use_batch_norm, np.dtype(dtype)
         self.linears = [
@@ -38,22 +49,25 @@ class MLP:
         self.layers = []
         for linear in self.linears[:-1]:
             self.layers.append(linear)
-            if use_batch_norm:
-                self.layers.append(BatchNormModule(linear.out_features, dtype=dtype))
-            self.layers.append(ReLUModule())
+            if use_batch_norm or use_layer_norm:
+                norm = BatchNormModule if use_batch_norm else LayerNormModule
+                self.layers.append(norm(linear.out_features, dtype=dtype))
+            self.layers.append(make_activation())
+            if dropout > 0:
+                self.layers.append(DropoutModule(dropout, rng=rng))
         self.layers += [self.linears[-1], SoftMaxModule()]
         self.training = True
 
     def train(self, mode=True):
-        """Training mode (mode=True): the batch norms normalise with each batch's statistics."""
+        """Training mode (mode=True): batch norms use each batch's statistics, dropout drops."""
         self.training = mode
         for layer in self.layers:
-            if isinstance(layer, BatchNormModule):
+            if isinstance(layer, BatchNormModule | DropoutModule):
                 layer.train(mode)
         return self
 
     def eval(self):
-        """Evaluation mode: the batch norms use their running estimates (and leave them alone)."""
+        """Evaluation mode: batch norms use their running estimates (and leave them alone); no dropout."""
         return self.train(False)
 
     def forward(self, x):

@@ -12,6 +12,8 @@ features, an empty batch, or ``backward`` before ``forward``. The checks look at
 shapes only, so they cost nothing next to the arithmetic.
 """
 
+from functools import partial
+
 import numpy as np
 
 
@@ -194,6 +196,182 @@ class ReLUModule:
         return "ReLUModule()"
 
 
+class ELUModule:
+    """Y = X where X > 0, else α (exp(X) − 1), element-wise.
+
+    Args:
+        alpha: α, the value Y approaches as X → −∞ is −α.
+
+    Shape:
+        X (S, N) -> Y (S, N).
+    """
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+        self.x = None
+
+    def forward(self, x):
+        _check_batch(self, x)
+        self.x = x
+        # expm1 of the negative part only: exact near 0, and exp never overflows on large positive x
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+
+    def backward(self, dout):
+        """dL/dX = dout ∘ h'(X), with h'(x) = 1 for x > 0, else α exp(x)."""
+        x = _cached(self, self.x)
+        _check_dout(self, dout, x.shape)
+        return dout * np.where(x > 0, 1.0, self.alpha * np.exp(np.minimum(x, 0)))
+
+    def clear_cache(self):
+        self.x = None
+
+    def __repr__(self):
+        return f"ELUModule(alpha={self.alpha})"
+
+
+class LeakyReLUModule:
+    """Y = X where X > 0, else neg_slope · X, element-wise.
+
+    Shape:
+        X (S, N) -> Y (S, N).
+    """
+
+    def __init__(self, neg_slope=0.01):
+        self.neg_slope = neg_slope
+        self.positive = None
+
+    def forward(self, x):
+        _check_batch(self, x)
+        self.positive = x > 0
+        return np.where(self.positive, x, self.neg_slope * x)
+
+    def backward(self, dout):
+        """dL/dX = dout ∘ h'(X), with h'(x) = 1 for x > 0, else neg_slope (PyTorch's h'(0))."""
+        positive = _cached(self, self.positive)
+        _check_dout(self, dout, positive.shape)
+        return np.where(positive, dout, self.neg_slope * dout)
+
+    def clear_cache(self):
+        self.positive = None
+
+    def __repr__(self):
+        return f"LeakyReLUModule(neg_slope={self.neg_slope})"
+
+
+class LayerNormModule:
+    """Y = γ ∘ X̂ + β, with X̂ = (X − μ) / sqrt(σ² + ε) normalising each sample over its features.
+
+    μ and σ² are each row's mean and biased variance (1/N): a sample is normalised
+    on its own, so training and eval compute the same, and one sample (S = 1) works.
+
+    Args:
+        n_features: N, the width of the layer it follows.
+        eps: ε, added to the variance so a constant row does not divide by 0.
+        dtype: floating type of the parameters and of the computation.
+
+    Attributes:
+        params: {'weight': γ (ones), 'bias': β (zeros)}, each (1, N); grads alike.
+
+    Shape:
+        X (S, N) -> Y (S, N).
+    """
+
+    def __init__(self, n_features, eps=1e-5, dtype=np.float64):
+        self.n_features, self.eps = n_features, eps
+        self.params = {
+            "weight": np.ones((1, n_features), dtype=dtype),
+            "bias": np.zeros((1, n_features), dtype=dtype),
+        }
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.x_hat = self.inv_std = None
+
+    def forward(self, x):
+        """(S, N) -> (S, N)."""
+        _check_batch(self, x, self.n_features)
+        centred = x - x.mean(axis=1, keepdims=True)
+        var = (centred**2).mean(axis=1, keepdims=True)  # biased (1/N), as nn.LayerNorm
+        self.inv_std = 1.0 / np.sqrt(var + self.eps)
+        self.x_hat = centred * self.inv_std
+        return self.params["weight"] * self.x_hat + self.params["bias"]
+
+    def backward(self, dout):
+        """dL/dγ = 1^T (dout ∘ X̂), dL/dβ = 1^T dout, dL/dX = (D − mean(D) − X̂ ∘ mean(D ∘ X̂)) / σ̃.
+
+        Here D = dout ∘ γ, σ̃ = sqrt(σ² + ε) (S, 1), and the means are over the features, per
+        sample: batch norm's formula with the roles of rows and columns exchanged.
+        """
+        x_hat = _cached(self, self.x_hat)
+        _check_dout(self, dout, x_hat.shape)
+        self.grads["weight"] = (dout * x_hat).sum(axis=0, keepdims=True)
+        self.grads["bias"] = dout.sum(axis=0, keepdims=True)
+        d_x_hat = dout * self.params["weight"]
+        mean_d = d_x_hat.mean(axis=1, keepdims=True)
+        mean_d_x_hat = (d_x_hat * x_hat).mean(axis=1, keepdims=True)
+        return (d_x_hat - mean_d - x_hat * mean_d_x_hat) * self.inv_std
+
+    def clear_cache(self):
+        self.x_hat = self.inv_std = None
+
+    def __repr__(self):
+        return (
+            f"LayerNormModule(n_features={self.n_features}, eps={self.eps}, "
+            f"dtype={self.params['weight'].dtype})"
+        )
+
+
+class DropoutModule:
+    """Inverted dropout: Y = X ∘ M / (1 − p) in training, Y = X in eval.
+
+    M_ij ~ Bernoulli(1 − p), drawn afresh at each training forward. Dividing by
+    1 − p keeps E[Y] = X, so eval needs no rescaling.
+
+    Args:
+        p: the probability of zeroing an entry, 0 <= p < 1.
+        rng: a np.random.Generator for the masks (default: NumPy's global RNG).
+
+    Attributes:
+        training: True at construction; train() and eval() set it.
+
+    Shape:
+        X (S, N) -> Y (S, N).
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        if not 0 <= p < 1:
+            raise ValueError(f"DropoutModule needs 0 <= p < 1, got p={p}")
+        self.p, self.rng, self.training = p, rng, True
+        self.shape = self.scale = None  # scale M / (1 − p) of the last forward; None: the identity
+
+    def train(self, mode=True):
+        """Drop entries (mode=True) or pass the input through (mode=False)."""
+        self.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def forward(self, x):
+        _check_batch(self, x)
+        self.shape, self.scale = np.shape(x), None
+        if not self.training or self.p == 0:
+            return x
+        rng = np.random if self.rng is None else self.rng
+        keep = rng.random(self.shape) >= self.p  # True with probability 1 − p
+        self.scale = keep.astype(x.dtype) / (1 - self.p)
+        return x * self.scale
+
+    def backward(self, dout):
+        """dL/dX = dout ∘ M / (1 − p) in training (the mask of the last forward), dout in eval."""
+        _check_dout(self, dout, _cached(self, self.shape))
+        return dout if self.scale is None else dout * self.scale
+
+    def clear_cache(self):
+        self.shape = self.scale = None
+
+    def __repr__(self):
+        return f"DropoutModule(p={self.p}, training={self.training})"
+
+
 class SoftMaxModule:
     """Y_ij = exp(X_ij) / sum_k exp(X_ik), row-wise.
 
@@ -265,6 +443,19 @@ class CrossEntropyModule:
 
     def __repr__(self):
         return "CrossEntropyModule()"
+
+
+def activation_by_name(name, alpha=1.0, neg_slope=0.01):
+    """A function building a fresh hidden activation at each call: "relu", "elu" (ELU's alpha) or
+    "leaky_relu" (its neg_slope); any other name is a ValueError here, before a layer is built."""
+    makers = {
+        "relu": ReLUModule,
+        "elu": partial(ELUModule, alpha),
+        "leaky_relu": partial(LeakyReLUModule, neg_slope),
+    }
+    if name not in makers:
+        raise ValueError(f"activation must be one of {', '.join(makers)}, got {name!r}")
+    return makers[name]
 
 
 def _check_batch(module, x, width=None):

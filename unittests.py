@@ -5,11 +5,12 @@ Run ``python unittests.py`` (prints each check, exits non-zero on a failure);
 the course skeleton are kept (``rel_error``, ``eval_numerical_gradient``,
 ``eval_numerical_gradient_array``; ``TestLosses.test_crossentropy_loss``,
 ``TestLayers.test_linear_backward``, ``test_relu_backward``,
-``test_softmax_backward``), so a student's own checks run here unchanged.
+``test_softmax_backward``, and the later editions' ``test_elu_backward``), so a
+student's own checks run here unchanged.
 
 Everything runs in float64 with central differences of step 1e-5, perturbing
 arrays in place as graders do; the relative error must stay below 1e-5 (1e-6
-for ReLU). Every backward check uses a random upstream gradient: with a uniform
+for ReLU, LeakyReLU and ELU). Every backward check uses a random upstream gradient: with a uniform
 one, the true input gradient of softmax (and of batch norm) is exactly zero, and
 so is that of a wrong formula such as y ∘ (dout − row mean of dout), which would
 then pass.
@@ -20,7 +21,16 @@ import unittest
 import numpy as np
 
 from mlp_numpy import MLP
-from modules import BatchNormModule, CrossEntropyModule, LinearModule, ReLUModule, SoftMaxModule
+from modules import (
+    BatchNormModule,
+    CrossEntropyModule,
+    ELUModule,
+    LayerNormModule,
+    LeakyReLUModule,
+    LinearModule,
+    ReLUModule,
+    SoftMaxModule,
+)
 
 
 def rel_error(x, y):
@@ -138,6 +148,45 @@ class TestLayers(unittest.TestCase):
             x += np.sign(x) * 0.1
             self.assertLess(input_gradient_error(ReLUModule(), x, rng.standard_normal((s, n))), 1e-6)
 
+    def test_elu_backward(self):
+        """ELU's alpha = 1 (2020, 2022) and 0.5 (2024-2025): h'(x) = α exp(x) for x < 0."""
+        rng = np.random.default_rng(42)
+        for layer in (ELUModule(), ELUModule(alpha=0.5)):
+            for _ in range(10):
+                s, n = rng.integers(1, 20), rng.integers(1, 100)
+                # away from 0, where h' jumps from α to 1 unless α = 1
+                x = rng.standard_normal((s, n))
+                x += np.sign(x) * 0.1
+                self.assertLess(input_gradient_error(layer, x, rng.standard_normal((s, n))), 1e-6)
+
+    def test_leaky_relu_backward(self):
+        rng = np.random.default_rng(42)
+        for layer in (LeakyReLUModule(), LeakyReLUModule(neg_slope=0.2)):
+            for _ in range(10):
+                s, n = rng.integers(1, 20), rng.integers(1, 100)
+                x = rng.standard_normal((s, n))
+                x += np.sign(x) * 0.1  # away from the kink at 0
+                self.assertLess(input_gradient_error(layer, x, rng.standard_normal((s, n))), 1e-6)
+
+    def test_layernorm_backward(self):
+        """dX, dγ and dβ with random γ and β, down to one sample (each row is normalised on its own)."""
+        rng = np.random.default_rng(44)
+        for s in (1, 2, 7, 15):
+            # N >= 4: with 2 features x̂ = ±1 whatever X, as for batch norm over 2 samples
+            n = rng.integers(4, 30)
+            x = 3.0 * rng.standard_normal((s, n)) + rng.standard_normal((s, 1))
+            dout = rng.standard_normal((s, n))
+            layer = LayerNormModule(n)
+            layer.params["weight"] += rng.standard_normal((1, n))
+            layer.params["bias"] += rng.standard_normal((1, n))
+            layer.forward(x)
+            dx = layer.backward(dout)
+            dgamma, dbeta = layer.grads["weight"], layer.grads["bias"]
+            gamma, beta = layer.params["weight"], layer.params["bias"]
+            for analytic, var in ((dx, x), (dgamma, gamma), (dbeta, beta)):
+                numeric = eval_numerical_gradient_array(forward_of(layer, x), var, dout)
+                self.assertLess(rel_error(analytic, numeric), 1e-5)
+
     def test_softmax_backward(self):
         rng = np.random.default_rng(42)
         for _ in range(10):
@@ -169,13 +218,13 @@ class TestLayers(unittest.TestCase):
 
 
 class TestMLP(unittest.TestCase):
-    def check_mlp(self, n_hidden, seed, use_batch_norm=False):
-        """Every parameter's gradient of the cross-entropy of a whole MLP."""
+    def check_mlp(self, n_hidden, seed, use_batch_norm=False, **options):
+        """Every parameter's gradient of the cross-entropy of a whole MLP (options: its keywords)."""
         rng = np.random.default_rng(seed)
         s, n_inputs, n_classes = 6, 10, 4
         x = rng.standard_normal((s, n_inputs))
         y = rng.integers(n_classes, size=s)
-        model = MLP(n_inputs, n_hidden, n_classes, use_batch_norm=use_batch_norm, rng=rng)
+        model = MLP(n_inputs, n_hidden, n_classes, use_batch_norm=use_batch_norm, rng=rng, **options)
         loss = CrossEntropyModule()
         layers = [layer for layer in model.layers if hasattr(layer, "params")]
         for layer in layers:  # nonzero biases and γ ≠ 1, so every parameter matters
@@ -184,7 +233,8 @@ class TestMLP(unittest.TestCase):
 
         probs = model.forward(x)
         model.backward(loss.backward(probs, y))
-        self.assertEqual(len(layers), (len(n_hidden) + 1) + use_batch_norm * len(n_hidden))
+        n_norms = (use_batch_norm or options.get("use_layer_norm", False)) * len(n_hidden)
+        self.assertEqual(len(layers), (len(n_hidden) + 1) + n_norms)
         for i, layer in enumerate(model.layers):
             if not hasattr(layer, "params"):
                 continue
@@ -210,6 +260,12 @@ class TestMLP(unittest.TestCase):
 
     def test_mlp_with_batch_norm(self):
         self.check_mlp([8, 6], seed=8, use_batch_norm=True)
+
+    def test_mlp_with_layer_norm_and_elu(self):
+        self.check_mlp([8, 6], seed=9, use_layer_norm=True, activation="elu", alpha=0.5)
+
+    def test_mlp_with_leaky_relu(self):
+        self.check_mlp([8, 6], seed=10, activation="leaky_relu", neg_slope=0.1)
 
 
 if __name__ == "__main__":

@@ -68,11 +68,13 @@ def evaluate_model(model, data_loader):
     mode (batch norm uses its running statistics, dropout is off); the model's mode is restored."""
     was_training, n_right, n_seen = model.training, 0, 0
     model.eval()
-    for x, y in data_loader:
-        predicted, labels = predicted_labels(model.forward(x), y)
-        n_right, n_seen = n_right + int(np.sum(predicted == labels)), n_seen + len(labels)
-    model.clear_cache()
-    model.train(was_training)
+    try:
+        for x, y in data_loader:
+            predicted, labels = predicted_labels(model.forward(x), y)
+            n_right, n_seen = n_right + int(np.sum(predicted == labels)), n_seen + len(labels)
+        model.clear_cache()
+    finally:
+        model.train(was_training)
     return n_right / n_seen
 
 
@@ -88,6 +90,7 @@ def train(hidden_dims, lr, batch_size, epochs, seed, data_dir, use_batch_norm=Fa
     every batch_loss, best_epoch and test_metrics. A batch whose loss is not finite stops the run:
     logging_info gets diverged_at {'epoch', 'step'} (test_accuracy None if no epoch finished).
     """
+    options["use_batch_norm"] = use_batch_norm
     checks.check_hyperparameters(hidden_dims, lr, batch_size, epochs, seed=seed, **options)
     model_options, rule, rule_options = checks.split_options(**options)
     np.random.seed(seed)  # noqa: NPY002 (the global RNG too, for code that uses it)
@@ -143,12 +146,10 @@ def train(hidden_dims, lr, batch_size, epochs, seed, data_dir, use_batch_norm=Fa
             test, test_loader = cifar10["test"], eval_loaders["test"]
             test_accuracy = evaluate_model(best_model, test_loader)
             best_model.eval()
-            matrix = confusion_matrix(
-                np.concatenate([best_model.forward(x) for x, _ in test_loader]), test.labels
-            )
-            logging_info["test_metrics"] = runlog.metrics_record(
-                matrix, confusion_matrix_to_metrics, test.classes
-            )
+            scores = np.concatenate([best_model.forward(x) for x, _ in test_loader])
+            matrix = confusion_matrix(scores, test.labels)
+            metrics = runlog.metrics_record(matrix, confusion_matrix_to_metrics, test.classes)
+            logging_info["test_metrics"] = metrics
             best_model.clear_cache()
     best_model.eval()  # returned for predictions: batch norm uses (and keeps) its running statistics
     return best_model, logging_info["val_accuracy"], test_accuracy, logging_info
@@ -159,10 +160,8 @@ def main():
     model, _, test_accuracy, logging_info = train(**cli.train_arguments(args))
     # printed before saving: a failed save must not take the result with it
     print(f"{runlog.result_line(test_accuracy, logging_info)}; saving to {args.output_dir}/", flush=True)
-    weight = model.linears[0].params["weight"]
-    output.save_run(
-        {"framework": "NumPy", **vars(args)}, logging_info, test_accuracy, output.npz_writer(model), weight
-    )
+    run, weight = {"framework": "NumPy", **vars(args)}, model.linears[0].params["weight"]
+    output.save_run(run, logging_info, test_accuracy, output.npz_writer(model), weight)
     cli.raise_if_diverged(logging_info)
 
 

@@ -41,7 +41,7 @@ BATCHES_PER_EPOCH = N_TRAIN // BATCH  # 15, the last partial batch is dropped
 # returning the last epoch's model instead of the best one changes the numbers checked below.
 SEED = 7
 SCRIPT = "train_mlp_numpy.py"
-OUTPUT_FILES = {"log.json", "loss_curve.png", "first_layer_weights.png", "model.npz"}
+OUTPUT_FILES = {"log.json", "loss_curve.png", "first_layer_weights.png", "confusion_matrix.png", "model.npz"}
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -376,10 +376,10 @@ def test_log_epochs_prints_one_line_per_epoch_without_bars(data_dir, capsys):
 
 def test_loss_is_finite_sees_through_the_clamp():
     probs = np.array([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
-    assert tm.loss_is_finite(0.35, probs, np.array([0, 1]))  # zeros elsewhere do not matter
-    assert not tm.loss_is_finite(35.0, probs, np.array([2, 1]))  # -log 0: infinite without the clamp
-    assert not tm.loss_is_finite(math.nan, probs, np.array([0, 1]))
-    assert not tm.loss_is_finite(math.inf, probs, np.array([0, 1]))
+    assert runlog.loss_is_finite(0.35, probs, np.array([0, 1]))  # zeros elsewhere do not matter
+    assert not runlog.loss_is_finite(35.0, probs, np.array([2, 1]))  # -log 0: infinite without the clamp
+    assert not runlog.loss_is_finite(math.nan, probs, np.array([0, 1]))
+    assert not runlog.loss_is_finite(math.inf, probs, np.array([0, 1]))
 
 
 def test_huge_lr_diverges_in_the_first_epoch(data_dir):
@@ -669,7 +669,7 @@ def test_save_run_interrupted_while_plotting_leaves_the_earlier_run_whole(tmp_pa
     """The model is written first and the plot takes longest: an interrupt there must not
     leave the new model beside the earlier run's log."""
     args = {"framework": "NumPy", "hidden_dims": [16], "lr": 0.1, "batch_size": 32, "seed": 1}
-    args["output_dir"] = tmp_path
+    args["output_dir"] = os.fspath(tmp_path)
     output.save_run(args, fake_logging_info(2.0), 0.25, lambda f: f.write(b"old"), model_name="model.bin")
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
     assert set(before) == {"model.bin", "loss_curve.png", "log.json"}
@@ -939,14 +939,14 @@ def test_weights_figure_copes_with_constant_and_non_finite_units():
 def test_save_run_writes_the_first_layer_figure_and_the_divergence(tmp_path):
     info = fake_logging_info(1.0)
     weight = np.random.default_rng(0).normal(size=(4, 3072)).astype(np.float32)
-    output.save_run({**RUN_ARGS, "output_dir": tmp_path}, info, 0.5, lambda f: f.write(b"m"), weight, "m.bin")
+    output.save_run({**RUN_ARGS, "output_dir": os.fspath(tmp_path)}, info, 0.5, lambda f: f.write(b"m"), weight, "m.bin")
     assert sorted(os.listdir(tmp_path)) == ["first_layer_weights.png", "log.json", "loss_curve.png", "m.bin"]
     assert (tmp_path / "first_layer_weights.png").read_bytes().startswith(PNG)
     assert json.loads((tmp_path / "log.json").read_text())["diverged"] is False
 
     info = runlog.new_logging_info()
     runlog.mark_diverged(info, 1, 1, [math.nan])
-    args = {**RUN_ARGS, "output_dir": tmp_path / "d"}
+    args = {**RUN_ARGS, "output_dir": os.fspath(tmp_path / "d")}
     output.save_run(args, info, None, lambda f: f.write(b"m"), weight, "m.bin")
     log = json.loads((tmp_path / "d" / "log.json").read_text())  # strict JSON: nan written as null
     assert log["diverged"] is True and log["test_accuracy"] is None

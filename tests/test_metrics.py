@@ -36,10 +36,9 @@ def test_confusion_matrix_counts_rows_true_columns_predicted(trainer, targets):
 
 
 def test_confusion_matrix_of_a_batch_of_as_many_samples_as_classes():
-    # S == C: a (3, 3) target matrix is one-hot targets, never mistaken for scores
-    np.testing.assert_array_equal(
-        tm.confusion_matrix(np.eye(3), np.eye(3)[[1, 1, 2]]), [[0, 0, 0], [1, 0, 0], [0, 0, 1]]
-    )
+    # S == C: a (3, 3) target matrix is one-hot targets (true 1, 1, 2), never mistaken for scores
+    matrix = tm.confusion_matrix(np.eye(3), np.eye(3)[[1, 1, 2]])  # predicted 0, 1, 2
+    np.testing.assert_array_equal(matrix, [[0, 0, 0], [1, 1, 0], [0, 0, 1]])
 
 
 def test_metrics_by_hand():

@@ -32,14 +32,9 @@ def accuracy(predictions, targets):
     """Fraction of samples classified correctly, in [0, 1]: predictions are scores (S, C), e.g.
     logits; targets labels (S,) or one-hot/soft targets (S, C), told apart by ndim, not shape."""
     predictions, targets = torch.as_tensor(predictions), torch.as_tensor(targets)
-    if (
-        predictions.ndim != 2
-        or targets.ndim not in (1, 2)
-        or len(targets) != len(predictions)
-        or not len(targets)
-    ):
-        raise ValueError(f"need predictions (S, C), targets (S,) or (S, C); got {tuple(predictions.shape)}, "
-                         f"{tuple(targets.shape)}")  # fmt: skip
+    if not (predictions.ndim == 2 and targets.ndim in (1, 2) and len(targets) == len(predictions) > 0):
+        shapes = f"{tuple(predictions.shape)} and {tuple(targets.shape)}"
+        raise ValueError(f"accuracy needs predictions (S, C), targets (S,) or (S, C), S >= 1; got {shapes}")
     labels = (targets.argmax(dim=1) if targets.ndim == 2 else targets).to(predictions.device)
     return (predictions.argmax(dim=1) == labels).sum().item() / len(labels)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import LABEL_NAMES
 
-# The constants of SPEC.md, written out here rather than taken from the module under test.
+# The constants the interface promises, written out here rather than taken from the module under test.
 MEAN = np.array([0.491, 0.482, 0.447])
 STD = np.array([0.247, 0.243, 0.262])
 BATCHES = "cifar-10-batches-py"

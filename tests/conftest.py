@@ -269,7 +269,7 @@ def learnable_dir(tmp_path_factory):
 
 
 def check_train_results(val_accuracies, test_accuracy, info, epochs, batches_per_epoch, n_test=N_TEST):
-    """What SPEC.md promises of both trainers' train() return values, model aside."""
+    """What both trainers' train() promise to return, model aside."""
     assert len(val_accuracies) == epochs and all(0.0 <= a <= 1.0 for a in val_accuracies)
     assert list(val_accuracies) == info["val_accuracy"]
     assert isinstance(test_accuracy, float) and 0.0 <= test_accuracy <= 1.0

@@ -1,9 +1,9 @@
 """Behaviour of the NumPy modules (modules.py) and of the NumPy MLP (mlp_numpy.py).
 
 Forward and backward passes are compared with PyTorch autograd on identical float64
-inputs (skipped when torch is absent); the rest checks the interface contract of
-SPEC.md: label formats, numerical safety, dtypes, cache clearing, initialisation
-and the layer structure of the MLP.
+inputs (skipped when torch is absent); the rest checks the interface contract: label
+formats, numerical safety, dtypes, cache clearing, initialisation and the layer structure
+of the MLP.
 """
 
 import copy

@@ -143,7 +143,7 @@ def plot_results(results_filename, figure_dir=None):
         }
         return _write(figures, tables, figure_dir, study)
     lr = study_figures.figure_lr(settings)
-    figures = {}
+    figures = {"paired_differences.png": study_figures.paired_figure(runs, settings)}
     tables = {"paired_differences.md": study_tables.paired_table(results, results_filename)}
     if study == "default":
         figures["train_accuracy.png"] = study_figures.curves_figure(

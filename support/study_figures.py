@@ -1,6 +1,7 @@
 """The study's figures, drawn from its runs alone (no torch, no data): accuracy over epochs, test
-accuracy per architecture, validation accuracy against the learning rate, the layer statistics
-and the first steps' losses. Each function returns a matplotlib Figure."""
+accuracy per architecture, the paired BN - no BN differences, validation accuracy against the
+learning rate, the layer statistics and the first steps' losses. Each function returns a
+matplotlib Figure."""
 
 import math
 import warnings
@@ -9,7 +10,7 @@ import numpy as np
 
 from support.plots import new_figure
 from support.study_config import FIRST_STEPS, arm_label
-from support.study_stats import finished, groups
+from support.study_stats import finished, groups, paired_differences
 
 FIGURE_LR = 0.1  # the learning rate of the layer-statistics and first-steps figures
 FIGURES = {
@@ -18,6 +19,7 @@ FIGURES = {
         "val_accuracy.png",
         "test_accuracy.png",
         "test_accuracy.md",
+        "paired_differences.png",
         "paired_differences.md",
         "layer_stats.png",
         "first_steps_loss.png",
@@ -26,6 +28,7 @@ FIGURES = {
         "lr_sweep.png",
         "lr_sweep.md",
         "val_accuracy.png",
+        "paired_differences.png",
         "paired_differences.md",
         "layer_stats.png",
         "first_steps_loss.png",
@@ -94,8 +97,9 @@ def curves_figure(runs, settings, key, ylabel, lr):
     )
     _integer_epochs(ax)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()  # below the axes: inside, it hides a band's edge
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9)
+    fig.tight_layout(rect=(0, 0.035 * ((len(labels) + 1) // 2) + 0.01, 1, 1))
     return fig
 
 
@@ -128,6 +132,60 @@ def accuracy_dot_figure(runs, settings, lr):
     )
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def paired_figure(runs, settings):
+    """paired_differences.png: per configuration (architecture x lr) each seed's BN - no BN test
+    accuracy difference as a dot, their mean with its 95 % t-interval; at the right the pooled
+    estimate over the configurations every seed finished (study_stats.paired_differences)."""
+    rows, pooled = paired_differences(runs, settings)
+    several_lrs = len(settings["lrs"]) > 1
+    fig = new_figure(figsize=(max(8.0, 1.0 + 0.9 * (len(rows) + 1)), 5))
+    ax = fig.subplots()
+    ax.axhline(0, color="k", lw=0.8)
+    n = len(settings["seeds"])
+    for x, row in enumerate(rows):
+        color = _style(row["dims"], True, settings["architectures"])[0]
+        if row["diffs"]:
+            ax.plot([x] * len(row["diffs"]), row["diffs"], ".", color=color, alpha=0.5, ms=7)
+            ax.errorbar(x, row["mean"], yerr=row["half"], fmt="o", ms=7, capsize=5, color=color)
+        for arm, seeds in row["diverged"].items():  # a pair without a difference: say why at its place
+            if seeds:
+                note = f"{arm}\ndiverged\n({len(seeds)} of {n} seeds)"
+                ax.annotate(note, (x, 0), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
+    names = [f"lr {row['lr']:g}" if several_lrs else str(list(row["dims"])) for row in rows]
+    if several_lrs:  # the architecture once under its group of learning rates
+        below = ax.get_xaxis_transform()
+        for i, dims in enumerate(settings["architectures"]):
+            middle = (i + 0.5) * len(settings["lrs"]) - 0.5
+            ax.text(middle, -0.11, str(dims), transform=below, ha="center", va="top")
+            if i:
+                ax.axvline(i * len(settings["lrs"]) - 0.5, color="0.8", lw=0.8)
+    if pooled["per_seed"]:
+        x = len(rows)
+        names.append(f"pooled\n({pooled['configurations']} of {len(rows)})")
+        ax.plot([x] * len(pooled["per_seed"]), pooled["per_seed"], ".", color="k", alpha=0.5, ms=7)
+        ax.errorbar(
+            x, pooled["mean"], yerr=pooled["half"], fmt="D", ms=7, capsize=5, color="k", label="pooled"
+        )
+        ax.axvline(x - 0.5, color="0.5", lw=0.8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    spread = (
+        f"mean with its 95 % t-interval over {n} seeds, small dots: single seeds" if n > 1 else "one seed"
+    )
+    ax.set(
+        ylabel="test accuracy, BN − no BN (paired by seed)",
+        title=f"Paired differences in test accuracy, BN − no BN\n{spread}\npooled: of each seed's mean over"
+        " the configurations all seeds finished",
+    )
+    ax.set_xlabel(
+        "hidden layers and learning rate" if several_lrs else "hidden layers",
+        labelpad=20 if several_lrs else 4,
+    )
+    ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
 
@@ -207,6 +265,22 @@ def lr_sweep_figure(runs, settings):
     return fig
 
 
+def _diverged_note(ax, by_arm, lr, architectures):
+    """In the panel of lr, one line per arm with diverged runs: a run that diverged in its first
+    epoch has no point to draw, and its absent curve must not read as a missing arm."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = [], []
+    for (dims, run_lr, bn), group in by_arm.items():
+        n = sum(bool(r["diverged"]) for r in group)
+        if run_lr == lr and n:
+            color, ls, _ = _style(dims, bn, architectures)
+            handles.append(Line2D([], [], color=color, ls=ls, marker="x", ms=7, mew=2))
+            labels.append(f"{list(dims)} {'BN' if bn else 'no BN'}: diverged ({n} of {len(group)} seeds)")
+    if handles:  # "best": where it covers the fewest points of the curves
+        ax.legend(handles, labels, loc="best", fontsize=8, handlelength=2.5)
+
+
 def val_panels_figure(runs, settings):
     """val_accuracy.png of the extended study: validation accuracy per epoch, one panel per lr."""
     n = len(settings["lrs"])
@@ -221,6 +295,7 @@ def val_panels_figure(runs, settings):
             if run_lr == lr:
                 color, ls, marker = _style(dims, bn, settings["architectures"])
                 _band(ax, epochs, [r["val_accuracy"] for r in group], color, ls, arm_label(dims, bn), marker)
+        _diverged_note(ax, by_arm, lr, settings["architectures"])
         ax.set(title=f"lr {lr:g}", xlabel="epoch")
         _integer_epochs(ax)
         ax.grid(alpha=0.3)
@@ -239,7 +314,7 @@ def val_panels_figure(runs, settings):
 
 
 LAYER_PANELS = (
-    ("preact_std", "pre-activation std (ReLU input)", "log"),
+    ("preact_std", "pre-activation std, ReLU input", "log"),
     ("dead_fraction", "fraction of dead ReLUs", "linear"),
     ("zero_fraction", "fraction of zero activations", "linear"),
     ("weight_grad_norm", "weight-gradient norm", "log"),
@@ -268,11 +343,12 @@ def layer_stats_figure(runs, settings, lr):
                 if curves:
                     label = f"{name}, {'with' if bn else 'without'} BN"
                     _band(ax, epochs, curves, COLORS[i], "-" if bn else "--", label, "o" if bn else "s")
-        ax.set(xlabel="epoch (0: initialisation)", ylabel=ylabel, yscale=scale)
+        ax.set(xlabel="epoch (0: initialisation)", yscale=scale)
+        ax.set_ylabel(f"{ylabel} (log scale)" if scale == "log" else ylabel)
         if stat == "dead_fraction":  # from 0 to at least 5 %: one dead unit must not fill the axis
             ax.set_ylim(0, max(0.05, ax.get_ylim()[1]))
-        if scale == "log":  # ticks at 1, 2, 5 x 10^k, written as plain numbers
-            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        if scale == "log":  # ticks at 1, 2, 3, 5 x 10^k (a range of 1 to 3.2 gets three), plain numbers
+            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(NullFormatter())
         _integer_epochs(ax)

@@ -1,5 +1,6 @@
-"""mlp_pytorch.py: the hand-written batch norm (BatchNormFunction, BatchNorm) against autograd and
-nn.BatchNorm1d, and the MLP's plain nn.Linear weights as a student's own code sees them.
+"""mlp_pytorch.py and norm_torch.py: the hand-written batch norm (BatchNormFunction, BatchNorm)
+against autograd and nn.BatchNorm1d, and the MLP's plain nn.Linear weights as a student's own code
+sees them.
 
 Everything is small and in float64 on the CPU, so agreement is checked to near machine precision.
 """
@@ -9,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from mlp_pytorch import MLP, BatchNorm, BatchNormFunction  # noqa: E402
+from mlp_pytorch import MLP  # noqa: E402
+from norm_torch import BatchNorm, BatchNormFunction  # noqa: E402
 
 F64 = torch.float64
 

@@ -30,7 +30,7 @@ from torch import nn  # noqa: E402
 
 import cifar10_utils  # noqa: E402
 import mlp_numpy  # noqa: E402
-import mlp_pytorch  # noqa: E402
+import norm_torch  # noqa: E402
 import train_mlp_pytorch as tp  # noqa: E402
 from mlp_pytorch import MLP  # noqa: E402
 from modules import CrossEntropyModule, LinearModule  # noqa: E402
@@ -439,7 +439,7 @@ def test_train_learns_a_learnable_set(learnable_dir, bn, batch_norm):
     model, val_accuracies, test_accuracy, info = tp.train(
         [32], 0.01, bn, BATCH, 2, 0, learnable_dir, device="cpu", progress=False, batch_norm=batch_norm
     )
-    assert any(isinstance(m, mlp_pytorch.BatchNorm) for m in model.modules()) == (batch_norm == "manual")
+    assert any(isinstance(m, norm_torch.BatchNorm) for m in model.modules()) == (batch_norm == "manual")
     assert info["train_loss"][-1] < info["train_loss"][0] / 2
     assert max(val_accuracies) > 0.9 and test_accuracy > 0.9
 

@@ -205,7 +205,9 @@ def test_divergence_is_saved_reported_and_exit_3(data_dir, tmp_path, all_started
         at = log["logging_info"]["diverged_at"]
         assert f"diverged at epoch {at['epoch']}, step {at['step']}" in stderr
         assert at["epoch"] >= 1 and at["step"] >= 1
-        assert sorted(os.listdir(out)) == sorted(RUN_FILES | {MODEL_FILE[script]})
+        # diverged in its first epoch: no best model, so no test metrics and no confusion matrix
+        assert log["test_metrics"] is None
+        assert sorted(os.listdir(out)) == sorted(RUN_FILES - {"confusion_matrix.png"} | {MODEL_FILE[script]})
 
 
 # ---------------------------------------------------------------- a failed save

@@ -43,7 +43,7 @@ BATCHES_PER_EPOCH = N_TRAIN // BATCH
 # weights instead of the best ones changes the numbers checked below.
 SEED = {False: 2, True: 0}
 SCRIPT = "train_mlp_pytorch.py"
-OUTPUT_FILES = {"log.json", "loss_curve.png", "first_layer_weights.png", "model.pt"}
+OUTPUT_FILES = {"log.json", "loss_curve.png", "first_layer_weights.png", "confusion_matrix.png", "model.pt"}
 CUDA = torch.cuda.is_available()
 
 
@@ -873,7 +873,7 @@ def test_cli_divergence_saves_the_log_and_exits_3(data_dir, tmp_path, monkeypatc
     assert stderr == f"{SCRIPT}: error: {runlog.divergence_message(log['logging_info'])}\n"
     assert "diverged at epoch 1, step" in stderr and "--lr" in stderr
     assert log["test_accuracy"] is None and log["logging_info"]["batch_loss"][-1] is None  # not finite: null
-    assert sorted(os.listdir(out)) == sorted(OUTPUT_FILES)
+    assert sorted(os.listdir(out)) == sorted(OUTPUT_FILES - {"confusion_matrix.png"})  # no test metrics
     assert len(stdout.splitlines()) == 1 and stdout.startswith("no test accuracy")  # and no epoch line
 
 

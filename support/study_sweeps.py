@@ -8,7 +8,6 @@ and sees the same batches, so "batch norm − none" and "layer norm − none" ar
 import numpy as np
 
 from support.plots import new_figure
-from support.study_config import NORMS
 from support.study_stats import finished, mean_ci
 
 # study -> (the run field it sweeps, the axis label)
@@ -17,6 +16,7 @@ SWEEPS = {
     "init_scale": ("init_scale", "initial weight std as a multiple of Kaiming's (log scale)"),
 }
 COLORS = {"none": "tab:blue", "batch": "tab:orange", "layer": "tab:green"}
+LABELS = {"none": "no normalization", "batch": "batch norm", "layer": "layer norm"}
 
 
 def _values(settings):
@@ -117,19 +117,15 @@ def sweep_figure(runs, settings):
         mean = [np.nan if r["mean"] is None else r["mean"] for r in mine]
         low = [min(r["accuracies"], default=np.nan) for r in mine]
         high = [max(r["accuracies"], default=np.nan) for r in mine]
-        ax.plot(values, mean, "o-", color=COLORS[norm], label=NORMS[norm].replace("with", "").strip())
+        ax.plot(values, mean, "o-", color=COLORS[norm], label=LABELS[norm])
         ax.fill_between(values, low, high, color=COLORS[norm], alpha=0.2, lw=0)
-        for r in mine:
+        for r in mine:  # a cross per diverged arm, with how many of its seeds diverged
             if r["diverged"]:
-                ax.plot(
-                    r["value"],
-                    0.03 + 0.04 * i,
-                    "x",
-                    color=COLORS[norm],
-                    ms=8,
-                    mew=2,
-                    transform=ax.get_xaxis_transform(),
-                )
+                at, strip_x = (r["value"], 0.03 + 0.04 * i), ax.get_xaxis_transform()
+                ax.plot(*at, "x", color=COLORS[norm], ms=8, mew=2, transform=strip_x)
+                n = len(r["diverged"])
+                ax.annotate(f"{n} of {n + len(r['accuracies'])}", at, xycoords=strip_x, xytext=(6, -3),
+                            textcoords="offset points", color=COLORS[norm], fontsize=8)  # fmt: skip
         if norm != "none":
             ok = [r for r in mine if r["half"] is not None]
             x, y, yerr = ([r[k] for r in ok] for k in ("value", "diff", "half"))
@@ -144,7 +140,7 @@ def sweep_figure(runs, settings):
         ax.text(
             0.01,
             strip / 2,
-            "diverged (× per norm, no accuracy)",
+            "diverged (×: how many seeds; no accuracy)",
             transform=ax.transAxes,
             va="center",
             color="0.35",

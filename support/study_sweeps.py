@@ -129,6 +129,7 @@ def sweep_figure(runs, settings):
         if norm != "none":
             ok = [r for r in mine if r["half"] is not None]
             x, y, yerr = ([r[k] for r in ok] for k in ("value", "diff", "half"))
+            x = np.array(x) * 1.04 ** (i - 1.5)  # the arms side by side at each value, not on top
             ax_diff.errorbar(
                 x, y, yerr=yerr, fmt="o-", color=COLORS[norm], capsize=3, label=f"{norm} norm − none"
             )

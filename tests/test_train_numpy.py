@@ -939,7 +939,9 @@ def test_weights_figure_copes_with_constant_and_non_finite_units():
 def test_save_run_writes_the_first_layer_figure_and_the_divergence(tmp_path):
     info = fake_logging_info(1.0)
     weight = np.random.default_rng(0).normal(size=(4, 3072)).astype(np.float32)
-    output.save_run({**RUN_ARGS, "output_dir": os.fspath(tmp_path)}, info, 0.5, lambda f: f.write(b"m"), weight, "m.bin")
+    output.save_run(
+        {**RUN_ARGS, "output_dir": os.fspath(tmp_path)}, info, 0.5, lambda f: f.write(b"m"), weight, "m.bin"
+    )
     assert sorted(os.listdir(tmp_path)) == ["first_layer_weights.png", "log.json", "loss_curve.png", "m.bin"]
     assert (tmp_path / "first_layer_weights.png").read_bytes().startswith(PNG)
     assert json.loads((tmp_path / "log.json").read_text())["diverged"] is False

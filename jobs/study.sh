@@ -34,7 +34,7 @@ train_share() {
     fi
     if [ ! -d "$DATA/cifar-10-batches-py" ]; then
         echo "no $DATA/cifar-10-batches-py: download it on the login node first:" \
-            "python -c \"import cifar10_utils; cifar10_utils.fetch_cifar10('data')\"" >&2
+            "python -c \"import cifar10_utils; cifar10_utils.get_cifar10('data')\"" >&2
         exit 2
     fi
     load_environment

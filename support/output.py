@@ -96,6 +96,10 @@ def png_writer(fig, dpi=100):
 
 def run_title(args, test_accuracy, logging_info=None):
     batch_norm = " with batch norm" if args.get("use_batch_norm") else ""
+    batch_norm += " with layer norm" if args.get("use_layer_norm") else ""
+    batch_norm += f", {args['activation']}" if args.get("activation", "relu") != "relu" else ""
+    batch_norm += f", dropout {args['dropout']:g}" if args.get("dropout") else ""
+    batch_norm += f", {args['optimizer']}" if args.get("optimizer", "sgd") != "sgd" else ""
     result = "no epoch finished" if test_accuracy is None else f"test accuracy {test_accuracy:.4f}"
     if logging_info and logging_info.get("diverged"):
         at = logging_info["diverged_at"]

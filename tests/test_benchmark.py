@@ -176,7 +176,7 @@ def test_unwritable_json_path_is_refused_before_measuring(fake_dir, tmp_path, mo
 
 
 def test_json_is_written_whole_in_a_directory_made_for_it(fake_dir, tmp_path, monkeypatch):
-    """Written atomically (train_common.write_json): no temporary file is left beside it."""
+    """Written atomically (support.output.write_json): no temporary file is left beside it."""
     monkeypatch.setattr(benchmark, "run_all", lambda *args: ({"device": "cpu: test", "gemm_gflops": 1.5}, {}))
     out = tmp_path / "new" / "bench.json"
     benchmark.main(["--data_dir", fake_dir, "--json", os.fspath(out)])

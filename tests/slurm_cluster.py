@@ -14,8 +14,10 @@ was started. Starting needs root (slurmd runs every job as its submitting user).
 Debian's packages: ``apt-get install slurmctld slurmd slurm-client munge``.
 """
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -70,6 +72,12 @@ def _memory_mb():
     return max(kilobytes // 1024 * 9 // 10, 1)
 
 
+def _die_with_parent():
+    """In the child before exec: SIGTERM when the test process dies, however, so no daemon outlives it."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class ClusterError(RuntimeError):
     """The cluster did not come up; the message ends with the tail of each daemon's log."""
 
@@ -80,17 +88,18 @@ class OneNodeCluster:
         self.host = socket.gethostname().split(".")[0]
         self.cpus = len(os.sched_getaffinity(0))
         self.conf = self.root / "slurm.conf"
-        self.munge_socket = self.root / "munge" / "munge.socket.2"
+        self.munge_socket = self.root / "munge_socket" / "munge.socket.2"
         self.logs = {name: self.root / "log" / f"{name}.log" for name in DAEMONS}
         self.processes = {}
 
     # ------------------------------------------------------------ configuration
 
     def write_files(self):
-        for sub in ("munge", "log", "state", "spool"):
+        for sub in ("munge", "munge_socket", "log", "state", "spool"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        # munged refuses a key or socket directory that others can read or write
+        # munged refuses a key others can read; its socket's directory must be open to every client
         (self.root / "munge").chmod(0o700)
+        (self.root / "munge_socket").chmod(0o755)
         key = self.root / "munge" / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
@@ -104,6 +113,7 @@ SlurmctldPort={controller_port}
 SlurmdPort={node_port}
 SlurmUser=root
 SlurmdUser=root
+MailProg=/bin/true
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge_socket}
@@ -126,7 +136,7 @@ SelectTypeParameters=CR_CPU
 SlurmdParameters=config_overrides
 ReturnToService=2
 # a dependent job whose dependency failed is cancelled, so sbatch --wait on it returns
-SchedulerParameters=kill_invalid_depend
+DependencyParameters=kill_invalid_depend
 MinJobAge=600
 SlurmctldTimeout=30
 SlurmdTimeout=60
@@ -153,6 +163,7 @@ PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE State=U
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             ),
             out,
         )

@@ -8,8 +8,10 @@ Skipped, with the reason, only where Debian's slurmctld, slurmd, slurm-client an
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import REPO_ROOT, write_fake_cifar
@@ -47,9 +49,9 @@ def without_timing(run):
     return {k: v for k, v in run.items() if k not in TIMING}
 
 
-def test_a_study_as_a_job_array_and_its_merge_equal_one_process(cluster, tmp_path):
-    data_dir = write_fake_cifar(tmp_path / "data", n_per_batch=1100, seed=0, n_test=100).data_dir
-    env = {
+def submit_env(cluster, tmp_path, data_dir):
+    """What submit_study.sh reads: the tiny study on the cluster's default partition, 3 tasks of 1 CPU."""
+    return {
         **cluster,
         "STUDY": "default",
         "RESULTS": os.fspath(tmp_path / "array" / "results.json"),
@@ -64,10 +66,19 @@ def test_a_study_as_a_job_array_and_its_merge_equal_one_process(cluster, tmp_pat
         "TASKS": "3",  # 4 runs over 3 tasks: task 0 trains two
         "LOGS": os.fspath(tmp_path / "logs"),
         "WAIT": "1",  # sbatch --wait on the merge: returns once it has run
-        "OMP_NUM_THREADS": "1",  # the same thread count as the one-process run below
+        "OMP_NUM_THREADS": "1",  # the same thread count as the one-process run
     }
-    submit = subprocess.run(["bash", "jobs/submit_study.sh", "default", "cpu"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def submit_study(env):
+    return subprocess.run(["bash", "jobs/submit_study.sh", "default", "cpu"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def test_a_study_as_a_job_array_and_its_merge_equal_one_process(cluster, tmp_path):
+    data_dir = write_fake_cifar(tmp_path / "data", n_per_batch=1100, seed=0, n_test=100).data_dir
+    env = submit_env(cluster, tmp_path, data_dir)
+    submit = submit_study(env)
     logs = "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted((tmp_path / "logs").glob("*")))
     assert submit.returncode == 0, f"{submit.stdout}\n{submit.stderr}\n{logs}"
     assert "4 runs in 3 tasks" in submit.stdout
@@ -84,3 +95,34 @@ def test_a_study_as_a_job_array_and_its_merge_equal_one_process(cluster, tmp_pat
     expected = json.loads(one.read_text())
     assert len(merged["runs"]) == len(expected["runs"]) == 4
     assert [without_timing(r) for r in merged["runs"]] == [without_timing(r) for r in expected["runs"]]
+
+
+def test_the_merge_never_runs_after_a_failed_task(cluster, tmp_path):
+    """afterok: a task that fails (here: no data) leaves the merge unrun, so no results file holds a
+    part of the study; the merge waits for a rerun of the array or is cancelled."""
+    env = {**submit_env(cluster, tmp_path, tmp_path / "no_data"), "WAIT": ""}
+    submit = submit_study(env)
+    assert submit.returncode == 0, submit.stderr
+    merge_id = re.search(r"merge: job (\d+)", submit.stdout).group(1)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = subprocess.run(["scontrol", "-o", "show", "job", merge_id], env=cluster,
+                                 capture_output=True, text=True, timeout=20)  # fmt: skip
+            # gone from the controller, cancelled (kill_invalid_depend), or pending forever
+            if job.returncode != 0 or re.search(
+                r"JobState=CANCELLED|Reason=DependencyNeverSatisfied", job.stdout
+            ):
+                break
+            assert not re.search(r"JobState=(RUNNING|COMPLETED|FAILED)", job.stdout), job.stdout
+            time.sleep(1)
+        else:
+            pytest.fail(f"the merge {merge_id} neither ran nor was held back in 120 s: {job.stdout}")
+    finally:
+        subprocess.run(["scancel", merge_id], env=cluster, capture_output=True, timeout=20, check=False)
+    assert not list((tmp_path / "logs").glob("bn_merge_*.out"))
+    assert not (tmp_path / "array" / "results.json").exists()
+    failed = sorted((tmp_path / "logs").glob("bn_study_cpu_*.out"))
+    assert len(failed) == 3 and all(
+        "no " in p.read_text() and "cifar-10-batches-py" in p.read_text() for p in failed
+    )
